@@ -1,0 +1,3 @@
+from clarad.cli import main
+
+raise SystemExit(main())

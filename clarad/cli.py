@@ -1,0 +1,188 @@
+"""The `clarad` command: `run` starts the daemon; everything else asks it over the control socket.
+
+Formatting is pure (``format_*`` take data, return text) so it is tested without a daemon. Exit
+codes: 0 success, 1 the request was refused or failed (the reason on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from clarad import __version__, control
+from clarad.config import Settings, load_settings
+from clarad.errors import ClaradError
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = [header, *rows]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _when(timestamp: Optional[float]) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def format_status(status: dict[str, Any]) -> str:
+    jobs = status["jobs"]
+    lines = [
+        f"clarad {status['version']} (pid {status['pid']}), up {status['uptime_seconds']:.0f} s, state in {status['state_dir']}",
+        f"GPUs: {', '.join(g['name'] for g in status['gpus']) or 'none (CPU instances)'}; slots: {', '.join(status['slots'])}",
+        f"tritonserver: {status['triton']}",
+        f"models: {status['models']}, pipelines: {status['pipelines']}",
+        "jobs: " + ", ".join(f"{k.lower()} {jobs.get(k, 0)}" for k in ("PENDING", "RUNNING", "HEALTHY", "FAULTED", "CANCELED")),
+        "instances:",
+    ]
+    rows = [[i["id"], i["slot"], i["state"], i["job"] or "-", i["grpc"] or "-", ", ".join(sorted(i["models"])) or "-"]
+            for i in status["instances"]]
+    lines.append(_indent(_table(rows, ["ID", "SLOT", "STATE", "JOB", "GRPC", "MODELS"])))
+    return "\n".join(lines)
+
+
+def format_models(models: list[dict[str, Any]]) -> str:
+    rows = [[m["name"], m["id"], m["backend"], ",".join(map(str, m["versions"])), m["digest"][:12], _size(m["size"]),
+             _when(m["added_at"])] for m in models]
+    return _table(rows, ["NAME", "ID", "BACKEND", "VERSIONS", "REVISION", "SIZE", "ADDED"])
+
+
+def format_pipelines(pipelines: list[dict[str, Any]]) -> str:
+    return _table([[p["name"], p["id"], _when(p["added_at"])] for p in pipelines], ["NAME", "ID", "ADDED"])
+
+
+def format_jobs(jobs: list[dict[str, Any]]) -> str:
+    rows = [[j["id"], j["pipeline"], j["name"], j["state"], j["status"] or "-", _when(j["created_at"])] for j in jobs]
+    return _table(rows, ["ID", "PIPELINE", "NAME", "STATE", "STATUS", "CREATED"])
+
+
+def format_job(job: dict[str, Any]) -> str:
+    lines = [
+        f"job {job['id']} ({job['name']}) of pipeline {job['pipeline']}",
+        f"state: {job['state']} {job['status'] or ''}".rstrip(),
+    ]
+    if job["reason"]:
+        lines.append(f"reason: {job['reason']}")
+    lines += [
+        f"priority: {job['priority']}, instance: {job['instance'] or '-'}",
+        f"created {_when(job['created_at'])}, started {_when(job['started_at'])}, stopped {_when(job['stopped_at'])}",
+        "models: " + (", ".join(f"{n}@{d[:12]}" for n, d in job["models"].items()) or "-"),
+        f"directory: {job['directory']}",
+        "operators:",
+    ]
+    rows = [[o["name"], o["state"], "-" if o["exit_code"] is None else str(o["exit_code"]), o["reason"] or ""]
+            for o in job["operators"]]
+    lines.append(_indent(_table(rows, ["NAME", "STATE", "EXIT", "REASON"])))
+    return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _ask(settings: Settings, command: str, args: Optional[dict[str, Any]] = None) -> Any:
+    return control.request(control.socket_path(settings.state_dir), command, args)
+
+
+def _show(ns: argparse.Namespace, data: Any, formatter: Callable[[Any], str]) -> int:
+    print(json.dumps(data, indent=2, default=str) if ns.json else formatter(data))
+    return 0
+
+
+def cmd_run(ns: argparse.Namespace, settings: Settings) -> int:
+    from clarad.daemon import run_daemon
+
+    return run_daemon(settings)
+
+
+def cmd_logs(ns: argparse.Namespace, settings: Settings) -> int:
+    job = _ask(settings, "jobs.show", {"id": ns.id})
+    names = [ns.operator] if ns.operator else [o["name"] for o in job["operators"]]
+    for name in names:
+        path = Path(job["directory"]) / "logs" / f"{name}.log"
+        if len(names) > 1:
+            print(f"==> {name} <==")
+        print(path.read_text(errors="replace") if path.exists() else f"(no log: {name} has not run)", end="")
+    return 0
+
+
+def cmd_config_check(ns: argparse.Namespace, settings: Settings) -> int:
+    values = settings.model_dump(mode="json")
+    print(json.dumps(values, indent=2) if ns.json else "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()))
+    return 0
+
+
+COMMANDS: dict[tuple[str, ...], tuple[str, Command]] = {
+    ("run",): ("run the daemon in the foreground (what systemd starts)", cmd_run),
+    ("status",): ("what clarad is doing: GPUs, instances, jobs", lambda ns, s: _show(ns, _ask(s, "status"), format_status)),
+    ("models", "list"): ("models in the repository", lambda ns, s: _show(ns, _ask(s, "models.list"), format_models)),
+    ("pipelines", "list"): ("registered pipelines", lambda ns, s: _show(ns, _ask(s, "pipelines.list"), format_pipelines)),
+    ("jobs", "list"): ("recent jobs, newest first", lambda ns, s: _show(ns, _ask(s, "jobs.list"), format_jobs)),
+    ("jobs", "show"): ("one job and its operators", lambda ns, s: _show(ns, _ask(s, "jobs.show", {"id": ns.id}), format_job)),
+    ("jobs", "cancel"): ("cancel a job", lambda ns, s: _show(ns, _ask(s, "jobs.cancel", {"id": ns.id}), lambda r: f"canceling job {r['id']}")),
+    ("jobs", "logs"): ("print a job's operator logs", cmd_logs),
+    ("config", "check"): ("print the settings clarad would use, or why they are refused", cmd_config_check),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML settings file (default /etc/clara/clarad.toml)")
+    common.add_argument("--state-dir", type=Path, help="state directory (default /var/lib/clara)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = argparse.ArgumentParser(prog="clarad", description="Clara model repository and Triton scheduler.")
+    parser.add_argument("--version", action="version", version=f"clarad {__version__}")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for words, (summary, func) in COMMANDS.items():
+        if len(words) == 1:
+            sub = top.add_parser(words[0], help=summary, description=summary, parents=[common])
+        else:
+            if words[0] not in groups:
+                group = top.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+            sub = groups[words[0]].add_parser(words[1], help=summary, description=summary, parents=[common])
+        sub.set_defaults(func=func)
+        if words in (("jobs", "show"), ("jobs", "cancel"), ("jobs", "logs")):
+            sub.add_argument("id", help="job id or a unique prefix of it")
+        if words == ("jobs", "logs"):
+            sub.add_argument("operator", nargs="?", help="only this operator")
+        if words == ("run",):
+            sub.add_argument("--metrics-port", type=int, help="port of /metrics (0: off)")
+            sub.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            ns.config, state_dir=ns.state_dir,
+            metrics_port=getattr(ns, "metrics_port", None), log_level=getattr(ns, "log_level", None),
+        )
+        return int(ns.func(ns, settings))
+    except ClaradError as exc:
+        print(f"clarad: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,98 @@
+"""clarad's settings: the one place defaults live.
+
+Sources, strongest first: command-line flags, ``CLARAD_*`` environment variables, the TOML file
+(``/etc/clara/clarad.toml``, or ``--config`` / ``CLARAD_CONFIG``), the defaults below. A bad value
+stops start-up with a ConfigError that names the key and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from clarad.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("/etc/clara/clarad.toml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLARAD_", extra="forbid", validate_default=True)
+
+    state_dir: Path = Field(Path("/var/lib/clara"), description="Everything clarad owns: inbox, models, jobs, database.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    metrics_address: str = Field("127.0.0.1", description="Address of the Prometheus /metrics endpoint.")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="0 turns the metrics endpoint off.")
+
+    settle_seconds: float = Field(2.0, ge=0, description="A copied drop is taken once quiet this long.")
+    rescan_seconds: float = Field(30.0, gt=0, description="Period of the inbox rescan that finds missed events.")
+
+    triton_binary: Optional[Path] = Field(None, description="tritonserver to run; found on PATH etc. when unset.")
+    triton_backend_dir: Optional[Path] = Field(None, description="Triton backends; prepared from nvidia-pytriton when unset.")
+    triton_start_timeout_seconds: float = Field(60.0, gt=0)
+    triton_stop_grace_seconds: float = Field(10.0, ge=0)
+
+    use_gpus: bool = Field(True, description="Discover GPUs with NVML; false runs CPU instances only.")
+    instances_per_gpu: int = Field(1, ge=1, le=64)
+    cpu_instances: int = Field(2, ge=1, le=64, description="Triton instances when no GPU is found.")
+    max_models_per_instance: int = Field(8, ge=1, le=1024, description="Clara's modelLimits.")
+
+    job_timeout_seconds: float = Field(600.0, gt=0, description="Default when a pipeline sets none.")
+    job_timeout_max_seconds: float = Field(1800.0, gt=0)
+    operator_stop_grace_seconds: float = Field(15.0, ge=0, description="TERM to KILL when stopping an operator.")
+    operator_user: Optional[str] = Field(None, description="Run operators as this user (clarad's own when unset).")
+
+    @model_validator(mode="after")
+    def _timeouts_agree(self) -> "Settings":
+        if self.job_timeout_seconds > self.job_timeout_max_seconds:
+            raise ValueError(
+                f"job_timeout_seconds ({self.job_timeout_seconds:g}) exceeds "
+                f"job_timeout_max_seconds ({self.job_timeout_max_seconds:g})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def config_file(explicit: Optional[Path]) -> Optional[Path]:
+    """The TOML file to read: the flag, else $CLARAD_CONFIG, else the default if it exists."""
+    chosen = explicit or (Path(os.environ["CLARAD_CONFIG"]) if os.environ.get("CLARAD_CONFIG") else None)
+    if chosen is not None:
+        if not chosen.is_file():
+            raise ConfigError(f"config file {chosen}: not found")
+        return chosen
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(explicit_file: Optional[Path] = None, **overrides: Any) -> Settings:
+    """Build the settings from every source; raise ConfigError naming the first bad key."""
+    toml_file = config_file(explicit_file)
+    where = f" (in {toml_file})" if toml_file else ""
+    # A subclass per file keeps the file choice out of global state.
+    reading = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_file}})
+    try:
+        return reading(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"{key}: {first['msg']}{where}") from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"config file{where}: {exc}") from None

@@ -1,0 +1,467 @@
+"""`clarad run`: the one asyncio loop that owns clarad's live state.
+
+Owned here, and touched only from the loop: the job queue, running jobs, the instance pool and the
+inbox's settle tracking. Everything else sends the loop something: the watchdog thread posts inbox
+events with ``call_soon_threadsafe``, signal handlers set an event, control-socket requests are
+coroutines on this loop, the metrics thread reads gauges the loop has set.
+
+Shutdown order: stop taking drops and requests, cancel running jobs (each stops its operators),
+stop the Triton instances, close the store. Queued jobs stay PENDING in the store and run after the
+next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from clarad import __version__, children, control, inbox, placement
+from clarad.config import Settings
+from clarad.errors import ClaradError, TritonError
+from clarad.gpus import Gpus, NvmlGpus, StaticGpus, slots
+from clarad.ingest import Ingest
+from clarad.jobs import JobState, JobStatus, OperatorState, Priority, doomed_operators, runnable_operators
+from clarad.layout import Layout
+from clarad.metrics import Metrics
+from clarad.operators import Endpoints, Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
+from clarad.pipelines import Operator, Pipeline, parse_pipeline
+from clarad.placement import Action, Decision
+from clarad.pool import Instance, Pool
+from clarad.store import Store
+from clarad.systemd import notify, watchdog_interval
+from clarad.triton import LaunchSpec, TritonServer, find_binary, prepare_launch
+
+log = logging.getLogger("clarad")
+
+SETTLE_POLL = 0.1  # seconds between looks at drops that are still being written
+
+
+@dataclass
+class QueuedJob:
+    id: str
+    name: str
+    pipeline: Pipeline
+    priority: Priority
+    created_at: float
+
+
+class Daemon:
+    def __init__(self, settings: Settings, gpus: Optional[Gpus] = None) -> None:
+        self.settings = settings
+        self.layout = Layout(settings.state_dir)
+        self.metrics = Metrics()
+        self.gpu_source = gpus or (NvmlGpus() if settings.use_gpus else StaticGpus([]))
+        self.queue: list[QueuedJob] = []
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.cancel_reasons: dict[str, str] = {}
+        self.drops: dict[Path, inbox.Drop] = {}
+        self.renamed: set[Path] = set()
+        self.tracked: dict[Path, inbox.Tracked] = {}
+        self.launch: Optional[LaunchSpec] = None
+        self.launch_error = ""
+        self.started_at = time.time()
+
+    # -- start-up and shutdown ---------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        self.wakeup = asyncio.Event()
+        self.layout.create()
+        self.store = Store(self.layout.database)
+        self._stop_leftovers()
+        self.ingest = Ingest(self.layout, self.store, self.metrics)
+        self.gpus = self.gpu_source.discover()
+        self.free_gpus = {gpu.uuid for gpu in self.gpus}
+        self.gpus_freed = asyncio.Condition()
+        self.pool = Pool(slots(self.gpus, self.settings.instances_per_gpu, self.settings.cpu_instances))
+        log.info("clarad %s: state in %s; %s; %d instance slot(s)", __version__, self.layout.root,
+                 f"{len(self.gpus)} GPU(s)" if self.gpus else "no GPU, CPU instances", len(self.pool.slots))
+        self._prepare_triton()
+        self._recover_jobs()
+        server = await control.serve(control.socket_path(self.layout.root), self._handle)
+        http = self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
+        observer = inbox.watch(self.layout.inbox, lambda d, r: loop.call_soon_threadsafe(self._on_drop_event, d, r))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self._rescan()
+        self._schedule()
+        ticker = asyncio.create_task(self._tick_forever())
+        notify("READY=1", "STATUS=running")
+        log.info("ready: control socket %s, metrics %s", control.socket_path(self.layout.root),
+                 f"http://{self.settings.metrics_address}:{self.settings.metrics_port}/metrics" if http else "off")
+        await self.stopping.wait()
+
+        log.info("stopping: %d running job(s), %d instance(s)", len(self.running), len(self.pool.instances))
+        notify("STOPPING=1")
+        observer.stop()
+        server.close()
+        ticker.cancel()
+        for task in self.running.values():
+            task.cancel()
+        await asyncio.gather(ticker, *self.running.values(), return_exceptions=True)
+        await asyncio.gather(*(self._stop_instance(i) for i in list(self.pool.instances.values())))
+        observer.join(timeout=5)
+        if http is not None:
+            http.shutdown()
+        self.store.close()
+        log.info("stopped")
+        return 0
+
+    def _stop_leftovers(self) -> None:
+        recorded = self.store.children()
+        for description in children.stop_leftovers(recorded):
+            log.warning("stopped %s, left running by a previous clarad", description)
+        for row in recorded:
+            self.store.forget_child(row["pid"])
+
+    def _prepare_triton(self) -> None:
+        try:
+            binary = find_binary(self.settings.triton_binary)
+            self.launch = prepare_launch(binary, self.layout.triton, self.settings.triton_backend_dir)
+            log.info("tritonserver: %s (backends %s)", binary, self.launch.backend_dir)
+        except TritonError as exc:
+            self.launch_error = str(exc)
+            log.error("%s; jobs that need models will fault", exc)
+
+    def _recover_jobs(self) -> None:
+        """Rebuild the queue from the store: RUNNING jobs died with the last clarad, PENDING ones wait."""
+        for job in self.store.jobs_in(JobState.RUNNING):
+            self._finish(job["id"], JobStatus.FAULTED, "clarad stopped while the job was running")
+        for job in self.store.jobs_in(JobState.PENDING):
+            try:
+                text = (self.layout.job_dir(job["id"]) / "pipeline.yaml").read_text(encoding="utf-8")
+                pipeline = parse_pipeline(text)
+            except (OSError, ClaradError) as exc:
+                self._finish(job["id"], JobStatus.FAULTED, f"cannot recover the job's pipeline: {exc}")
+                continue
+            self.queue.append(QueuedJob(job["id"], job["name"], pipeline, Priority(job["priority"]), job["created_at"]))
+        if self.queue:
+            log.info("%d pending job(s) from before the restart queued again", len(self.queue))
+
+    async def _stop_instance(self, instance: Instance) -> None:
+        self.pool.remove(instance)
+        if instance.server is None:
+            return
+        code = await instance.server.stop(self.settings.triton_stop_grace_seconds)
+        self.store.forget_child(instance.server.child.pid)
+        log.info("instance %s stopped (%s)", instance.id, children.describe_exit(code))
+
+    def _on_sighup(self) -> None:
+        log.warning("SIGHUP: settings are read at start-up only; restart clarad to apply changes")
+
+    # -- the inbox -----------------------------------------------------------------------------
+
+    def _on_drop_event(self, drop: inbox.Drop, renamed: bool) -> None:
+        self.drops.setdefault(drop.path, drop)
+        if renamed:
+            self.renamed.add(drop.path)
+        self.wakeup.set()
+
+    def _rescan(self) -> None:
+        for drop in inbox.scan(self.layout.inbox):
+            self.drops.setdefault(drop.path, drop)
+
+    async def _tick_forever(self) -> None:
+        next_rescan = time.monotonic() + self.settings.rescan_seconds
+        keepalive = watchdog_interval()
+        while True:
+            timeout = SETTLE_POLL if self.drops else min(keepalive or 1.0, 1.0)
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            self.wakeup.clear()
+            if time.monotonic() >= next_rescan:
+                self._rescan()
+                next_rescan = time.monotonic() + self.settings.rescan_seconds
+            await self._take_settled_drops()
+            self._reap_dead_instances()
+            if keepalive:
+                notify("WATCHDOG=1")
+
+    async def _take_settled_drops(self) -> None:
+        observed = {path: inbox.observe(path) for path in self.drops}
+        ready, self.tracked = inbox.settle_step(self.tracked, observed, self.renamed, time.time(), self.settings.settle_seconds)
+        for path, seen in observed.items():
+            if seen is None:
+                self.drops.pop(path, None)
+        order = {kind: n for n, kind in enumerate(inbox.KINDS)}
+        for path in sorted(ready, key=lambda p: (order[self.drops[p].kind], str(p))):
+            drop = self.drops.pop(path)
+            self.renamed.discard(path)
+            job = await self.ingest.take(drop)
+            if job is not None:
+                record = self.store.job(job.id)
+                assert record is not None
+                text = (self.layout.job_dir(job.id) / "pipeline.yaml").read_text(encoding="utf-8")
+                self.queue.append(QueuedJob(job.id, record["name"], parse_pipeline(text), Priority.NORMAL, record["created_at"]))
+        self.renamed &= set(self.drops)
+        if ready:
+            self._schedule()
+
+    # -- placement -----------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Give every queued job that can run now an instance (or none if it needs none)."""
+        if self.stopping.is_set():
+            return
+        self._reap_dead_instances()
+        for job in sorted(self.queue, key=lambda j: (j.priority.rank, j.created_at)):
+            decision = placement.decide(job.pipeline.model_names, self.store.model_digests(), self.pool.views(),
+                                        self.pool.free_slots(), self.settings.max_models_per_instance)
+            if decision.action is Action.WAIT:
+                continue
+            self.queue.remove(job)
+            if decision.action is Action.REFUSE or (decision.action is not Action.NONE and self.launch is None):
+                self._finish(job.id, JobStatus.FAULTED, decision.reason if decision.action is Action.REFUSE else self.launch_error)
+                continue
+            instance = None if decision.action is Action.NONE else self.pool.lease(decision, job.id)
+            if decision.reuse is not None:
+                self.metrics.placements.labels(decision.reuse.value).inc()
+            log.info("job %s (%s): %s", job.id, job.pipeline.name, decision.reason)
+            self.running[job.id] = asyncio.create_task(self._run_job(job, decision, instance))
+        self._publish()
+
+    def _reap_dead_instances(self) -> None:
+        for instance in list(self.pool.instances.values()):
+            if instance.state == "idle" and instance.server is not None and not instance.server.alive:
+                code = instance.server.child.proc.returncode or 0
+                log.warning("instance %s %s: %s", instance.id, children.describe_exit(code), instance.server.last_log_line())
+                self.store.forget_child(instance.server.child.pid)
+                self.pool.remove(instance)
+
+    # -- one job -------------------------------------------------------------------------------
+
+    async def _run_job(self, job: QueuedJob, decision: Decision, instance: Optional[Instance]) -> None:
+        started = time.time()
+        timeout = min(job.pipeline.timeout or self.settings.job_timeout_seconds, self.settings.job_timeout_max_seconds)
+        self.store.start_job(job.id, instance.id if instance else None, started)
+        self._publish()
+        try:
+            status, reason = await asyncio.wait_for(self._job_body(job, decision, instance), timeout)
+        except asyncio.TimeoutError:
+            status, reason = JobStatus.FAULTED, f"timed out after {timeout:g} s"
+        except TritonError as exc:
+            status, reason = JobStatus.FAULTED, str(exc)
+        except asyncio.CancelledError:
+            status = JobStatus.CANCELED
+            reason = self.cancel_reasons.pop(job.id, "clarad stopped while the job was running")
+        except Exception as exc:  # a bug; the job still ends with a reason
+            log.exception("job %s failed unexpectedly", job.id)
+            status, reason = JobStatus.FAULTED, f"internal error: {exc}"
+        self._finish(job.id, status, reason)
+        self.metrics.job_duration.observe(time.time() - started)
+        self.running.pop(job.id, None)
+        if instance is not None:
+            if instance.server is not None and instance.server.alive:
+                self.pool.release(instance)
+            else:
+                await self._stop_instance(instance)
+        self._schedule()
+
+    async def _job_body(self, job: QueuedJob, decision: Decision, instance: Optional[Instance]) -> tuple[JobStatus, str]:
+        workspace = Workspace(self.layout.job_dir(job.id))
+        prepare_workspace(workspace, job.pipeline)
+        endpoints = None
+        if instance is not None:
+            endpoints = await self._prepare_instance(instance, decision, job)
+        return await self._run_operators(job, workspace, endpoints)
+
+    async def _prepare_instance(self, instance: Instance, decision: Decision, job: QueuedJob) -> Endpoints:
+        """Start the instance if new; load exactly the wanted models it lacks; all ready before returning."""
+        if instance.server is None:
+            assert self.launch is not None
+            instance.server = await TritonServer.start(
+                instance.id, instance.slot.id, instance.slot.cuda_visible_devices, self.launch, self.layout.models,
+                self.layout.triton / "logs", self.store.record_child, self.settings.triton_start_timeout_seconds,
+                os.environ,
+            )
+            instance.state = "leased"
+            log.info("instance %s started on %s: grpc %s, http %s", instance.id, instance.slot.id,
+                     instance.server.ports.grpc_uri, instance.server.ports.http_uri)
+            self._publish()
+        server = instance.server
+        for name in decision.unload:
+            await server.unload(name)
+            instance.loaded.pop(name, None)
+            log.info("instance %s: unloaded %s to make room", instance.id, name)
+        wanted = job.pipeline.model_names
+        digests = self.store.model_digests()  # again: a model may have been replaced since the decision
+        for name in wanted:
+            if instance.loaded.get(name) == digests[name]:
+                continue
+            began = time.monotonic()
+            instance.loaded.pop(name, None)
+            await server.load(name)
+            took = time.monotonic() - began
+            instance.loaded[name] = digests[name]
+            instance.loads[name] = instance.loads.get(name, 0) + 1
+            self.metrics.model_loads.labels(name).inc()
+            self.metrics.model_load_seconds.observe(took)
+            log.info("instance %s: loaded %s (revision %s) in %.2f s", instance.id, name, digests[name][:12], took)
+        missing = set(wanted) - await server.ready_models()
+        if missing:
+            raise TritonError(f"instance {instance.id}: model(s) {', '.join(sorted(missing))} not ready after loading")
+        self.store.note_job_models(job.id, {name: instance.loaded[name] for name in wanted})
+        return Endpoints(server.ports.grpc_uri, server.ports.http_uri)
+
+    async def _run_operators(self, job: QueuedJob, workspace: Workspace, endpoints: Optional[Endpoints]) -> tuple[JobStatus, str]:
+        """Run the DAG: start every operator whose inputs are complete; stop when nothing more can run."""
+        pipeline = job.pipeline
+        states = {op.name: OperatorState.PENDING for op in pipeline.operators}
+        tasks: dict[asyncio.Task[Outcome], str] = {}
+        first_fault: Optional[str] = None
+        try:
+            while True:
+                for name in runnable_operators(pipeline, states):
+                    states[name] = OperatorState.RUNNING
+                    self.store.move_operator(job.id, name, "start", time.time())
+                    tasks[asyncio.create_task(self._operator(job, pipeline.operator(name), workspace, endpoints))] = name
+                if not tasks:
+                    break
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    name = tasks.pop(task)
+                    outcome = task.result()
+                    if outcome.ok:
+                        states[name] = OperatorState.COMPLETED
+                        self.store.move_operator(job.id, name, "complete", time.time(), None, outcome.exit_code)
+                    else:
+                        states[name] = OperatorState.FAULTED
+                        reason = f"{outcome.reason} (log: jobs/{job.id}/logs/{name}.log)"
+                        self.store.move_operator(job.id, name, "fault", time.time(), reason, outcome.exit_code)
+                        first_fault = first_fault or f'operator "{name}" {reason}'
+                    log.info("job %s: operator %s %s", job.id, name, outcome.reason)
+                for name in doomed_operators(pipeline, states):
+                    states[name] = OperatorState.FAULTED
+                    self.store.move_operator(job.id, name, "fault", time.time(), "not run: an operator it reads from faulted")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if first_fault:
+            return JobStatus.FAULTED, first_fault
+        return JobStatus.HEALTHY, f"all {len(pipeline.operators)} operator(s) completed"
+
+    async def _operator(self, job: QueuedJob, op: Operator, workspace: Workspace, endpoints: Optional[Endpoints]) -> Outcome:
+        wanted = op.requests.gpu
+        if wanted > len(self.gpus):
+            return Outcome(False, f"requests {wanted} GPU(s); this host has {len(self.gpus)}", None)
+        gpus = await self._take_gpus(wanted)
+        try:
+            env = operator_env(os.environ, op, job.id, job.name, workspace, endpoints, ",".join(gpus))
+            return await run_operator(
+                expand(op.argv, env), env, workspace, op.name, f"{job.id}/{op.name}", self.store.record_child,
+                self.store.forget_child, self.settings.operator_stop_grace_seconds, self.settings.operator_user,
+            )
+        finally:
+            await self._give_gpus(gpus)
+
+    async def _take_gpus(self, count: int) -> list[str]:
+        if count == 0:
+            return []
+        async with self.gpus_freed:
+            await self.gpus_freed.wait_for(lambda: len(self.free_gpus) >= count)
+            taken = sorted(self.free_gpus)[:count]
+            self.free_gpus -= set(taken)
+        return taken
+
+    async def _give_gpus(self, gpus: list[str]) -> None:
+        if gpus:
+            async with self.gpus_freed:
+                self.free_gpus |= set(gpus)
+                self.gpus_freed.notify_all()
+
+    def _finish(self, job_id: str, status: JobStatus, reason: str) -> None:
+        self.store.finish_job(job_id, status, reason, time.time())
+        self.metrics.jobs_finished.labels(status.value).inc()
+        job = self.store.job(job_id)
+        job_dir = self.layout.job_dir(job_id)
+        if job_dir.is_dir():
+            (job_dir / "status.json").write_text(json.dumps(job, indent=2, default=str) + "\n", encoding="utf-8")
+        log.info("job %s stopped %s: %s", job_id, status.value, reason)
+        self._publish()
+
+    # -- what the outside sees -----------------------------------------------------------------
+
+    def _publish(self) -> None:
+        models = self.store.models()
+        self.metrics.publish({
+            "models": len(models),
+            "model_bytes": sum(m["size"] for m in models),
+            "pipelines": len(self.store.pipelines()),
+            "jobs": self.store.job_counts(),
+            "instances": self.pool.counts(),
+        })
+
+    async def _handle(self, command: str, args: dict[str, Any]) -> Any:
+        handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "status": lambda a: self._status(),
+            "models.list": lambda a: self.store.models(),
+            "pipelines.list": lambda a: self.store.pipelines(),
+            "jobs.list": lambda a: self.store.jobs(int(a.get("limit", 100))),
+            "jobs.show": lambda a: self._job(str(a["id"])),
+            "jobs.cancel": lambda a: self._cancel(str(a["id"])),
+        }
+        if command not in handlers:
+            raise ClaradError(f"unknown command {command!r}; known: {', '.join(sorted(handlers))}")
+        return handlers[command](args)
+
+    def _job(self, job_id: str) -> dict[str, Any]:
+        job = self.store.job(job_id)
+        if job is None:
+            raise ClaradError(f"no job {job_id}")
+        job["directory"] = str(self.layout.job_dir(job["id"]))
+        return job
+
+    def _cancel(self, job_id: str) -> dict[str, Any]:
+        job = self._job(job_id)
+        if job["state"] == JobState.STOPPED.value:
+            raise ClaradError(f"job {job['id']} already stopped ({job['status']})")
+        queued = next((q for q in self.queue if q.id == job["id"]), None)
+        if queued is not None:
+            self.queue.remove(queued)
+            self._finish(job["id"], JobStatus.CANCELED, "canceled before it started")
+        elif job["id"] in self.running:
+            self.cancel_reasons[job["id"]] = "canceled"
+            self.running[job["id"]].cancel()
+        return {"id": job["id"], "canceling": True}
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "state_dir": str(self.layout.root),
+            "gpus": [gpu.__dict__ for gpu in self.gpus],
+            "slots": list(self.pool.slots),
+            "triton": str(self.launch.binary) if self.launch else self.launch_error,
+            "instances": [instance.describe() for instance in self.pool.instances.values()],
+            "queue": [q.id for q in sorted(self.queue, key=lambda j: (j.priority.rank, j.created_at))],
+            "jobs": self.store.job_counts(),
+            "models": len(self.store.models()),
+            "pipelines": len(self.store.pipelines()),
+        }
+
+
+def run_daemon(settings: Settings) -> int:
+    """Entry point of `clarad run`: log to stderr (journald adds its own timestamps), run the loop."""
+    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(levelname)s %(name)s: %(message)s" if under_journal else "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(Daemon(settings).run())
+    except ClaradError as exc:
+        log.error("%s", exc)
+        return 1

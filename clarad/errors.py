@@ -1,0 +1,45 @@
+"""Every error clarad raises on purpose carries a one-line reason a person can act on.
+
+    ClaradError
+    ├── ConfigError        a setting is refused at start-up (names the key)
+    ├── RejectedDrop       an inbox item cannot be accepted (goes to rejected/ with the reason)
+    │   ├── ModelRejected
+    │   └── PipelineRejected
+    ├── TransitionError    an illegal lifecycle move (names the entity, its state and the event)
+    ├── TritonError        a tritonserver failed to start, load or stop
+    └── ControlError       the control socket could not be reached or refused a request
+
+Any other exception escaping clarad is a bug.
+"""
+
+
+class ClaradError(Exception):
+    """Base class; ``str(error)`` is the one-line reason."""
+
+
+class ConfigError(ClaradError):
+    pass
+
+
+class RejectedDrop(ClaradError):
+    pass
+
+
+class ModelRejected(RejectedDrop):
+    pass
+
+
+class PipelineRejected(RejectedDrop):
+    pass
+
+
+class TransitionError(ClaradError):
+    pass
+
+
+class TritonError(ClaradError):
+    pass
+
+
+class ControlError(ClaradError):
+    pass

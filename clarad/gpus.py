@@ -1,0 +1,81 @@
+"""GPU discovery behind a small interface: NVML on a real host, a fixed list as a stand-in.
+
+``discover`` never raises: a host without a driver or without GPUs has no GPUs, and clarad runs
+CPU instances there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    uuid: str
+    name: str
+    memory_total: int  # bytes
+
+
+class Gpus(Protocol):
+    def discover(self) -> list[Gpu]: ...
+
+
+class NvmlGpus:
+    """The real GPUs, as NVML (nvidia-ml-py, module ``pynvml``) reports them."""
+
+    def discover(self) -> list[Gpu]:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+        except Exception as exc:  # no library, no driver, no device: all mean "no GPU"
+            log.info("NVML unavailable (%s): running CPU instances", exc)
+            return []
+        try:
+            found = []
+            for index in range(pynvml.nvmlDeviceGetCount()):
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                uuid = pynvml.nvmlDeviceGetUUID(handle)
+                name = pynvml.nvmlDeviceGetName(handle)
+                memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+                found.append(Gpu(index, _text(uuid), _text(name), int(memory)))
+            return found
+        except pynvml.NVMLError as exc:
+            log.warning("NVML failed while listing GPUs (%s): running CPU instances", exc)
+            return []
+        finally:
+            pynvml.nvmlShutdown()
+
+
+class StaticGpus:
+    """A stand-in for hosts without NVML: the GPUs it is given."""
+
+    def __init__(self, gpus: list[Gpu]) -> None:
+        self._gpus = list(gpus)
+
+    def discover(self) -> list[Gpu]:
+        return list(self._gpus)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A place a Triton instance may run: one GPU, or the CPU."""
+
+    id: str
+    cuda_visible_devices: str  # "" hides every GPU (a CPU instance)
+
+
+def slots(gpus: list[Gpu], per_gpu: int, cpu_instances: int) -> list[Slot]:
+    """Instance slots: ``per_gpu`` on each GPU, or ``cpu_instances`` CPU slots when there is none."""
+    if not gpus:
+        return [Slot(f"cpu-{n}", "") for n in range(cpu_instances)]
+    return [Slot(f"gpu{gpu.index}-{n}", gpu.uuid) for gpu in gpus for n in range(per_gpu)]

@@ -1,0 +1,107 @@
+"""Job and operator lifecycles (Clara's states) and which operators may run now. Pure.
+
+    job:       PENDING --start--> RUNNING --finish--> STOPPED   (status HEALTHY | FAULTED | CANCELED)
+               PENDING --finish--> STOPPED                       (faulted or canceled before it ran)
+    operator:  PENDING --start--> RUNNING --complete--> COMPLETED
+                                          --fault-----> FAULTED
+               PENDING --fault--> FAULTED                        (upstream faulted, job stopped)
+
+A move from a state the table does not allow raises TransitionError and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+
+from clarad.errors import TransitionError
+from clarad.pipelines import Pipeline
+
+
+class JobState(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+
+
+class JobStatus(str, Enum):
+    HEALTHY = "HEALTHY"
+    FAULTED = "FAULTED"
+    CANCELED = "CANCELED"
+
+
+class OperatorState(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAULTED = "FAULTED"
+
+
+class Priority(str, Enum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    IMMEDIATE = "immediate"
+
+    @classmethod
+    def parse(cls, text: str) -> "Priority":
+        aliases = {"lower": "low", "higher": "high"}
+        return cls(aliases.get(text.lower(), text.lower()))
+
+    @property
+    def rank(self) -> int:
+        """Smaller runs first."""
+        return {"immediate": 0, "high": 1, "normal": 2, "low": 3}[self.value]
+
+
+JOB_TRANSITIONS: dict[str, tuple[set[JobState], JobState]] = {
+    "start": ({JobState.PENDING}, JobState.RUNNING),
+    "finish": ({JobState.PENDING, JobState.RUNNING}, JobState.STOPPED),
+}
+
+OPERATOR_TRANSITIONS: dict[str, tuple[set[OperatorState], OperatorState]] = {
+    "start": ({OperatorState.PENDING}, OperatorState.RUNNING),
+    "complete": ({OperatorState.RUNNING}, OperatorState.COMPLETED),
+    "fault": ({OperatorState.PENDING, OperatorState.RUNNING}, OperatorState.FAULTED),
+}
+
+TERMINAL_OPERATOR_STATES = {OperatorState.COMPLETED, OperatorState.FAULTED}
+
+
+def job_transition(job_id: str, state: JobState, event: str) -> JobState:
+    allowed, target = JOB_TRANSITIONS[event]
+    if state not in allowed:
+        raise TransitionError(f"job {job_id} is {state.value}: cannot {event}")
+    return target
+
+
+def operator_transition(job_id: str, name: str, state: OperatorState, event: str) -> OperatorState:
+    allowed, target = OPERATOR_TRANSITIONS[event]
+    if state not in allowed:
+        raise TransitionError(f"operator {name} of job {job_id} is {state.value}: cannot {event}")
+    return target
+
+
+def runnable_operators(pipeline: Pipeline, states: Mapping[str, OperatorState]) -> list[str]:
+    """PENDING operators whose every upstream operator has COMPLETED, in pipeline order."""
+    return [
+        op.name
+        for op in pipeline.operators
+        if states[op.name] is OperatorState.PENDING
+        and all(states[up] is OperatorState.COMPLETED for up in op.upstream)
+    ]
+
+
+def doomed_operators(pipeline: Pipeline, states: Mapping[str, OperatorState]) -> list[str]:
+    """PENDING operators that can never run because something upstream FAULTED, with its consequences."""
+    doomed: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for op in pipeline.operators:
+            if op.name in doomed or states[op.name] is not OperatorState.PENDING:
+                continue
+            if any(states[up] is OperatorState.FAULTED or up in doomed for up in op.upstream):
+                doomed.add(op.name)
+                changed = True
+    return [op.name for op in pipeline.operators if op.name in doomed]

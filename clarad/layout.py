@@ -1,0 +1,54 @@
+"""The state directory's layout (see the brief's filesystem contract); one place names every path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def revisions(self) -> Path:
+        return self.root / "revisions"
+
+    @property
+    def pipelines(self) -> Path:
+        return self.root / "pipelines"
+
+    @property
+    def jobs(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def triton(self) -> Path:
+        return self.root / "triton"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "clarad.db"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs / job_id
+
+    def job_inbox(self, pipeline: str) -> Path:
+        return self.inbox / "jobs" / pipeline
+
+    def create(self) -> None:
+        for path in (self.inbox / "models", self.inbox / "pipelines", self.inbox / "jobs", self.rejected,
+                     self.models, self.revisions, self.pipelines, self.jobs, self.triton):
+            path.mkdir(parents=True, exist_ok=True)

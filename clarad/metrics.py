@@ -1,0 +1,65 @@
+"""Every Prometheus metric clarad exports, in a registry of its own, served on 127.0.0.1 by default.
+
+Counters and histograms are updated where the event happens (on the daemon's loop); the gauges are
+set from the loop's snapshot after every change (``publish``), so a scrape on the HTTP thread only
+reads values and never touches live state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+JOB_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.models = Gauge("clarad_models", "Models in the repository.", registry=r)
+        self.model_bytes = Gauge("clarad_model_bytes", "Bytes of the models in the repository.", registry=r)
+        self.pipelines = Gauge("clarad_pipelines", "Registered pipelines.", registry=r)
+        self.jobs = Gauge("clarad_jobs", "Jobs not yet stopped, by state.", ["state"], registry=r)
+        self.jobs_finished = Counter(
+            "clarad_jobs_finished", "Jobs that stopped, by final status.", ["status"], registry=r
+        )
+        self.job_duration = Histogram(
+            "clarad_job_duration_seconds", "Time from a job's start to its stop.", buckets=JOB_BUCKETS, registry=r
+        )
+        self.instances = Gauge("clarad_triton_instances", "Triton instances, by state.", ["state"], registry=r)
+        self.model_loads = Counter("clarad_model_loads", "Models loaded into Triton instances.", ["model"], registry=r)
+        self.model_load_seconds = Histogram(
+            "clarad_model_load_seconds", "Time to load one model into an instance.", buckets=LOAD_BUCKETS, registry=r
+        )
+        self.placements = Counter(
+            "clarad_placements",
+            "Jobs given an instance, by how many of their models it already held (hit, partial, miss).",
+            ["reuse"],
+            registry=r,
+        )
+        self.drops = Counter("clarad_drops", "Inbox drops, by kind and outcome.", ["kind", "outcome"], registry=r)
+        for status in ("HEALTHY", "FAULTED", "CANCELED"):
+            self.jobs_finished.labels(status)
+        for reuse in ("hit", "partial", "miss"):
+            self.placements.labels(reuse)
+
+    def publish(self, snapshot: Mapping[str, Any]) -> None:
+        """Set the gauges from the loop's snapshot (see Daemon.snapshot)."""
+        self.models.set(snapshot["models"])
+        self.model_bytes.set(snapshot["model_bytes"])
+        self.pipelines.set(snapshot["pipelines"])
+        for state in ("PENDING", "RUNNING"):
+            self.jobs.labels(state).set(snapshot["jobs"].get(state, 0))
+        for state in ("starting", "idle", "leased"):
+            self.instances.labels(state).set(snapshot["instances"].get(state, 0))
+
+    def serve(self, address: str, port: int) -> Optional[Any]:
+        """Start the /metrics HTTP server (port 0: none); return the server so it can be shut down."""
+        if port == 0:
+            return None
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return server

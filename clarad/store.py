@@ -1,0 +1,230 @@
+"""SQLite state: what must survive a restart (models, pipelines, jobs, child processes).
+
+One connection, owned by the daemon's loop thread. Each public method is one transaction named after
+the transition it records. The schema is versioned with ``PRAGMA user_version`` and migrated step by
+step; a database from a newer clarad is refused, never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+from clarad.errors import ClaradError
+from clarad.jobs import JobState, JobStatus, OperatorState, job_transition, operator_transition
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE models (
+        name TEXT PRIMARY KEY, id TEXT UNIQUE NOT NULL, digest TEXT NOT NULL, backend TEXT NOT NULL,
+        versions TEXT NOT NULL, size INTEGER NOT NULL, source TEXT NOT NULL, added_at REAL NOT NULL);
+    CREATE TABLE pipelines (
+        name TEXT PRIMARY KEY COLLATE NOCASE, id TEXT UNIQUE NOT NULL, definition TEXT NOT NULL,
+        added_at REAL NOT NULL);
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, name TEXT NOT NULL, priority TEXT NOT NULL,
+        state TEXT NOT NULL, status TEXT, reason TEXT, instance TEXT, models TEXT,
+        created_at REAL NOT NULL, started_at REAL, stopped_at REAL);
+    CREATE INDEX jobs_by_state ON jobs(state, created_at);
+    CREATE TABLE operators (
+        job_id TEXT NOT NULL REFERENCES jobs(id), name TEXT NOT NULL, position INTEGER NOT NULL,
+        state TEXT NOT NULL, reason TEXT, exit_code INTEGER, started_at REAL, stopped_at REAL,
+        PRIMARY KEY (job_id, name));
+    CREATE TABLE children (
+        pid INTEGER PRIMARY KEY, create_time REAL NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL);
+    """,
+]
+
+
+def new_id() -> str:
+    """Clara-style identifier: 32 hex digits."""
+    return uuid.uuid4().hex
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise ClaradError(
+                f"{self.path}: schema version {version} is newer than this clarad understands "
+                f"({len(MIGRATIONS)}); upgrade clarad or restore a backup"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._tx() as db:
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def accept_model(self, name: str, digest: str, backend: str, versions: list[int], size: int,
+                     source: str, now: float) -> str:
+        """Record a new or replaced model; the id stays the same across revisions of a name."""
+        with self._tx() as db:
+            row = db.execute("SELECT id FROM models WHERE name = ?", (name,)).fetchone()
+            model_id = row["id"] if row else new_id()
+            db.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, model_id, digest, backend, json.dumps(versions), size, source, now),
+            )
+        return model_id
+
+    def models(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM models ORDER BY name").fetchall()
+        return [{**dict(row), "versions": json.loads(row["versions"])} for row in rows]
+
+    def model_digests(self) -> dict[str, str]:
+        return {row["name"]: row["digest"] for row in self.db.execute("SELECT name, digest FROM models")}
+
+    # -- pipelines -------------------------------------------------------------------------------
+
+    def accept_pipeline(self, name: str, definition: str, now: float) -> str:
+        with self._tx() as db:
+            row = db.execute("SELECT id FROM pipelines WHERE name = ?", (name,)).fetchone()
+            pipeline_id = row["id"] if row else new_id()
+            db.execute("INSERT OR REPLACE INTO pipelines VALUES (?, ?, ?, ?)", (name, pipeline_id, definition, now))
+        return pipeline_id
+
+    def pipelines(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.db.execute("SELECT * FROM pipelines ORDER BY name")]
+
+    def pipeline(self, name: str) -> Optional[dict[str, Any]]:
+        row = self.db.execute("SELECT * FROM pipelines WHERE name = ?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def create_job(self, job_id: str, pipeline: str, name: str, priority: str, operators: list[str],
+                   now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, pipeline, name, priority, state, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, pipeline, name, priority, JobState.PENDING.value, now),
+            )
+            db.executemany(
+                "INSERT INTO operators (job_id, name, position, state) VALUES (?, ?, ?, ?)",
+                [(job_id, op, i, OperatorState.PENDING.value) for i, op in enumerate(operators)],
+            )
+
+    def _job_state(self, db: sqlite3.Connection, job_id: str) -> JobState:
+        row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise ClaradError(f"no job {job_id}")
+        return JobState(row["state"])
+
+    def start_job(self, job_id: str, instance: Optional[str], now: float) -> None:
+        with self._tx() as db:
+            state = job_transition(job_id, self._job_state(db, job_id), "start")
+            db.execute(
+                "UPDATE jobs SET state = ?, instance = ?, started_at = ? WHERE id = ?",
+                (state.value, instance, now, job_id),
+            )
+
+    def note_job_models(self, job_id: str, models: dict[str, str]) -> None:
+        """Record which revision of each model served the job."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET models = ? WHERE id = ?", (json.dumps(models), job_id))
+
+    def finish_job(self, job_id: str, status: JobStatus, reason: str, now: float) -> None:
+        """Stop the job; operators still PENDING or RUNNING are FAULTED with the same reason."""
+        with self._tx() as db:
+            state = job_transition(job_id, self._job_state(db, job_id), "finish")
+            db.execute(
+                "UPDATE jobs SET state = ?, status = ?, reason = ?, stopped_at = ? WHERE id = ?",
+                (state.value, status.value, reason, now, job_id),
+            )
+            db.execute(
+                "UPDATE operators SET state = ?, reason = coalesce(reason, ?), stopped_at = ? "
+                "WHERE job_id = ? AND state IN (?, ?)",
+                (OperatorState.FAULTED.value, reason, now, job_id,
+                 OperatorState.PENDING.value, OperatorState.RUNNING.value),
+            )
+
+    def move_operator(self, job_id: str, name: str, event: str, now: float, reason: Optional[str] = None,
+                      exit_code: Optional[int] = None) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM operators WHERE job_id = ? AND name = ?", (job_id, name)).fetchone()
+            target = operator_transition(job_id, name, OperatorState(row["state"]), event)
+            column = "started_at" if event == "start" else "stopped_at"
+            db.execute(
+                f"UPDATE operators SET state = ?, reason = ?, exit_code = ?, {column} = ? WHERE job_id = ? AND name = ?",
+                (target.value, reason, exit_code, now, job_id, name),
+            )
+
+    def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [self._job_dict(row) for row in rows]
+
+    def jobs_in(self, state: JobState) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY created_at", (state.value,)).fetchall()
+        return [self._job_dict(row) for row in rows]
+
+    def job(self, job_id_or_prefix: str) -> Optional[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+            (job_id_or_prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
+        ).fetchall()
+        if len(rows) > 1:
+            raise ClaradError(f"job id prefix {job_id_or_prefix} is ambiguous")
+        if not rows:
+            return None
+        job = self._job_dict(rows[0])
+        ops = self.db.execute("SELECT * FROM operators WHERE job_id = ? ORDER BY position", (job["id"],))
+        job["operators"] = [dict(op) for op in ops]
+        return job
+
+    def job_counts(self) -> dict[str, int]:
+        """Jobs by state, and stopped ones by status: {"PENDING": n, ..., "HEALTHY": n, ...}."""
+        counts: dict[str, int] = {}
+        for row in self.db.execute("SELECT state, status, count(*) AS n FROM jobs GROUP BY state, status"):
+            counts[row["state"]] = counts.get(row["state"], 0) + row["n"]
+            if row["status"]:
+                counts[row["status"]] = counts.get(row["status"], 0) + row["n"]
+        return counts
+
+    @staticmethod
+    def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
+        job = dict(row)
+        job["models"] = json.loads(job["models"]) if job["models"] else {}
+        return job
+
+    # -- child processes (so a crash never leaves one unaccounted for) ---------------------------
+
+    def record_child(self, pid: int, create_time: float, kind: str, label: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO children VALUES (?, ?, ?, ?)", (pid, create_time, kind, label))
+
+    def forget_child(self, pid: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM children WHERE pid = ?", (pid,))
+
+    def children(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.db.execute("SELECT * FROM children")]

@@ -1,0 +1,243 @@
+"""One ``tritonserver`` process: where the binary is, how it is launched, readiness, load/unload, stop.
+
+Launch facts for the binary PyPI's ``nvidia-pytriton`` wheel ships:
+- its libraries live in ``nvidia_pytriton.libs`` next to the package; the binaries find them through
+  an RPATH relative to where the wheel put them, so anything copied elsewhere needs LD_LIBRARY_PATH;
+- the wheel keeps one Python-backend stub per Python version; the backend directory we hand Triton
+  holds the one matching this interpreter;
+- the stub finds the Python environment (numpy, triton_python_backend_utils' imports) through PATH,
+  so the interpreter's bin directory goes first on it.
+Every instance runs in explicit model-control mode, on ports clarad chose, on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from clarad import children
+from clarad.errors import TritonError
+
+OPT_BINARY = Path("/opt/tritonserver/bin/tritonserver")
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    binary: Path
+    backend_dir: Path
+    library_dirs: tuple[Path, ...] = ()
+    python_bin: Path = Path(sys.prefix) / "bin"
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    grpc: int
+
+    @property
+    def grpc_uri(self) -> str:
+        return f"127.0.0.1:{self.grpc}"
+
+    @property
+    def http_uri(self) -> str:
+        return f"127.0.0.1:{self.http}"
+
+
+def _pytriton_dir() -> Optional[Path]:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+
+
+def find_binary(configured: Optional[Path]) -> Path:
+    """The configured binary, else tritonserver on PATH, else /opt/tritonserver, else nvidia-pytriton's."""
+    if configured is not None:
+        if not os.access(configured, os.X_OK):
+            raise TritonError(f"triton_binary {configured}: not an executable file")
+        return configured
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return Path(on_path)
+    if os.access(OPT_BINARY, os.X_OK):
+        return OPT_BINARY
+    bundled = _pytriton_dir()
+    if bundled and os.access(bundled / "bin" / "tritonserver", os.X_OK):
+        return bundled / "bin" / "tritonserver"
+    raise TritonError(
+        "no tritonserver found: set triton_binary, put tritonserver on PATH, install it in /opt/tritonserver, "
+        "or install clarad with its 'triton' extra (nvidia-pytriton)"
+    )
+
+
+def prepare_launch(binary: Path, work_dir: Path, configured_backends: Optional[Path]) -> LaunchSpec:
+    """Work out (and for nvidia-pytriton, lay out) what running ``binary`` needs."""
+    bundled = _pytriton_dir()
+    if bundled is None or bundled.resolve() not in binary.resolve().parents:
+        return LaunchSpec(binary, configured_backends or binary.parent.parent / "backends")
+    libs = bundled.parent.parent / "nvidia_pytriton.libs"
+    if configured_backends is not None:
+        return LaunchSpec(binary, configured_backends, (libs,))
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = bundled / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise TritonError(f"nvidia-pytriton has no Python-backend stub for Python {version}")
+    python_backend = work_dir / "backends" / "python"
+    python_backend.mkdir(parents=True, exist_ok=True)
+    for source in [*sorted((bundled / "backends" / "python").iterdir()), stub]:
+        if source.is_file():
+            shutil.copy2(source, python_backend / source.name)
+    return LaunchSpec(binary, work_dir / "backends", (libs,))
+
+
+def free_ports() -> Ports:
+    """Two ports the kernel says are free on 127.0.0.1 now (a race remains; start() retries)."""
+    sockets = [socket.socket() for _ in range(2)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        http, grpc = (sock.getsockname()[1] for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+    return Ports(http=http, grpc=grpc)
+
+
+def argv(spec: LaunchSpec, repository: Path, ports: Ports) -> list[str]:
+    return [
+        str(spec.binary),
+        f"--model-repository={repository}",
+        f"--backend-directory={spec.backend_dir}",
+        "--model-control-mode=explicit",
+        "--strict-readiness=true",
+        "--exit-timeout-secs=5",
+        "--allow-metrics=false",
+        "--http-address=127.0.0.1",
+        f"--http-port={ports.http}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={ports.grpc}",
+        "--log-verbose=0",
+    ]
+
+
+def environment(spec: LaunchSpec, base: Mapping[str, str], cuda_visible_devices: str) -> dict[str, str]:
+    env = dict(base)
+    env.pop("NOTIFY_SOCKET", None)
+    env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+    env["PATH"] = os.pathsep.join([str(spec.python_bin), base.get("PATH", os.defpath)])
+    if spec.library_dirs:
+        extra = os.pathsep.join(str(p) for p in spec.library_dirs)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [base.get("LD_LIBRARY_PATH"), extra]))
+    return env
+
+
+@dataclass
+class TritonServer:
+    """A running tritonserver and its gRPC client. Blocking client calls run in a worker thread."""
+
+    id: str
+    slot: str
+    ports: Ports
+    child: children.Child
+    log_path: Path
+    client: grpcclient.InferenceServerClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = grpcclient.InferenceServerClient(self.ports.grpc_uri)
+
+    @classmethod
+    async def start(
+        cls, instance_id: str, slot: str, cuda_visible_devices: str, spec: LaunchSpec, repository: Path,
+        log_dir: Path, record: children.Recorder, timeout: float, base_env: Mapping[str, str],
+    ) -> "TritonServer":
+        """Start and wait until ready; raise TritonError with the log's last line when it cannot."""
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{instance_id}.log"
+        last_error = ""
+        for _attempt in range(3):
+            ports = free_ports()
+            with open(log_path, "wb") as log_file:
+                child = await children.spawn(
+                    argv(spec, repository, ports), kind="triton", label=instance_id, record=record,
+                    env=environment(spec, base_env, cuda_visible_devices),
+                    stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+                )
+            server = cls(instance_id, slot, ports, child, log_path)
+            try:
+                await server._wait_ready(timeout)
+                return server
+            except TritonError as exc:
+                last_error = str(exc)
+                await server.stop(0)
+                if "address already in use" not in last_error.lower():
+                    break
+            except BaseException:  # cancelled while starting: leave nothing running
+                await asyncio.shield(server.stop(0))
+                raise
+        raise TritonError(last_error)
+
+    async def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.child.proc.returncode is not None:
+                raise TritonError(
+                    f"tritonserver {self.id} {children.describe_exit(self.child.proc.returncode)}: {self.last_log_line()}"
+                )
+            if await asyncio.to_thread(self._ready):
+                return
+            await asyncio.sleep(0.05)
+        raise TritonError(f"tritonserver {self.id} not ready after {timeout:g} s: {self.last_log_line()}")
+
+    def _ready(self) -> bool:
+        try:
+            return bool(self.client.is_server_live() and self.client.is_server_ready())
+        except InferenceServerException:
+            return False  # not listening yet
+
+    def last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1].strip() if lines else "no log output"
+
+    @property
+    def alive(self) -> bool:
+        return self.child.proc.returncode is None
+
+    async def load(self, model: str) -> None:
+        try:
+            await asyncio.to_thread(self.client.load_model, model)
+        except InferenceServerException as exc:
+            raise TritonError(f"loading {model} on {self.id} failed: {_first_line(exc.message())}") from None
+
+    async def unload(self, model: str) -> None:
+        try:
+            await asyncio.to_thread(self.client.unload_model, model)
+        except InferenceServerException as exc:
+            raise TritonError(f"unloading {model} on {self.id} failed: {_first_line(exc.message())}") from None
+
+    async def ready_models(self) -> set[str]:
+        index = await asyncio.to_thread(self.client.get_model_repository_index)
+        return {m.name for m in index.models if m.state == "READY"}
+
+    async def stop(self, grace: float) -> int:
+        code = await children.stop(self.child, grace)
+        self.client.close()
+        return code
+
+
+def _first_line(text: Optional[str]) -> str:
+    return (text or "unknown error").strip().splitlines()[0]
