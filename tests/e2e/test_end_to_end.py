@@ -1,0 +1,132 @@
+"""clarad end to end: a real `clarad run`, a real tritonserver, real operator processes.
+
+One daemon serves the whole module (starting Triton costs seconds); each test drops its own files
+and waits for its own jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+
+from tests.e2e.clarad_process import DEMO, Clarad, demo_pipeline
+from tests.waiting import wait_for
+
+TRITON_VARIABLES = {"NVIDIA_TRITON_GRPCURI", "NVIDIA_TRITON_HTTPURI", "CLARA_TRITON_URI", "NVIDIA_CLARA_TRTISURI"}
+
+
+@pytest.fixture(scope="module")
+def clarad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clarad]:
+    daemon = Clarad(tmp_path_factory.mktemp("e2e") / "state").start()
+    daemon.drop(DEMO / "models" / "affine", "models")
+    wait_for(lambda: daemon.ask("models.list"), 30, "the model to be accepted")
+    daemon.drop_text(demo_pipeline(), "pipelines", "affine-demo.yaml")
+    wait_for(lambda: daemon.ask("pipelines.list"), 30, "the pipeline to be accepted")
+    yield daemon
+    if daemon.proc and daemon.proc.poll() is None:
+        daemon.stop()
+
+
+def run_job(clarad: Clarad, pipeline: str, text: str, name: str) -> dict:
+    known = {job["id"] for job in clarad.ask("jobs.list")}
+    clarad.drop_text(text, f"jobs/{pipeline}", name)
+    return clarad.wait_job_stopped(clarad.wait_new_job(known))
+
+
+def outputs(job: dict, operator: str, file: str) -> dict:
+    return json.loads((Path(job["directory"]) / "operators" / operator / file).read_text())
+
+
+def test_job_ends_healthy_with_the_values_the_model_computed(clarad: Clarad) -> None:
+    job = run_job(clarad, "affine-demo", "1 2 3\n", "first.txt")
+    assert (job["state"], job["status"]) == ("STOPPED", "HEALTHY"), job["reason"]
+    assert [op["state"] for op in job["operators"]] == ["COMPLETED", "COMPLETED"]
+    assert outputs(job, "infer", "result.json")["y"] == [3.0, 5.0, 7.0]  # affine: 2x + 1
+    model = clarad.ask("models.list")[0]
+    assert job["models"] == {"affine": model["digest"]}
+    assert json.loads((Path(job["directory"]) / "status.json").read_text())["status"] == "HEALTHY"
+
+
+def test_operators_see_triton_and_job_variables_only_where_due(clarad: Clarad) -> None:
+    job = run_job(clarad, "affine-demo", "10\n", "variables.txt")
+    instance = next(i for i in clarad.ask("status")["instances"] if i["id"] == job["instance"])
+    infer = outputs(job, "infer", "env.json")
+    assert infer["NVIDIA_TRITON_GRPCURI"] == instance["grpc"]
+    assert infer["NVIDIA_TRITON_HTTPURI"] == infer["CLARA_TRITON_URI"] == infer["NVIDIA_CLARA_TRTISURI"] == instance["http"]
+    assert (infer["NVIDIA_CLARA_JOBID"], infer["NVIDIA_CLARA_JOBNAME"], infer["NVIDIA_CLARA_STAGENAME"]) == (
+        job["id"], "variables.txt", "infer")
+    assert infer["NVIDIA_CLARA_INPUT"] == str(Path(job["directory"]) / "operators" / "prepare")
+    prepare = outputs(job, "prepare", "env.json")
+    assert not TRITON_VARIABLES & set(prepare)
+    assert prepare["NVIDIA_CLARA_STAGENAME"] == "prepare"
+    assert prepare["NVIDIA_CLARA_NOSYNCLOCK"] == "1"
+
+
+def test_second_job_reuses_the_warm_instance_without_loading_again(clarad: Clarad) -> None:
+    before = run_job(clarad, "affine-demo", "0\n", "warm-1.txt")
+    hits = clarad.metric("clarad_placements_total", reuse="hit")
+    after = run_job(clarad, "affine-demo", "4 5\n", "warm-2.txt")
+    assert after["status"] == "HEALTHY", after["reason"]
+    assert outputs(after, "infer", "result.json")["y"] == [9.0, 11.0]
+    assert after["instance"] == before["instance"]
+    instance = next(i for i in clarad.ask("status")["instances"] if i["id"] == after["instance"])
+    assert instance["loads"] == {"affine": 1}
+    assert clarad.metric("clarad_model_loads_total", model="affine") == 1
+    assert clarad.metric("clarad_placements_total", reuse="hit") == hits + 1
+    index = grpcclient.InferenceServerClient(instance["grpc"]).get_model_repository_index()
+    assert [(m.name, m.state) for m in index.models if m.state] == [("affine", "READY")]
+
+
+def test_failing_operator_faults_the_job_and_what_follows(clarad: Clarad) -> None:
+    failing = f"""
+name: failing
+operators:
+- name: breaks
+  command: ["{sys.executable}", "-c", "import sys; print('boom'); sys.exit(3)"]
+- name: after
+  command: ["{sys.executable}", "-c", "pass"]
+  input: [{{from: breaks}}]
+"""
+    clarad.drop_text(failing, "pipelines", "failing.yaml")
+    job = run_job(clarad, "failing", "x", "payload.txt")
+    assert (job["state"], job["status"]) == ("STOPPED", "FAULTED")
+    assert "exited with code 3" in job["reason"]
+    breaks, after = job["operators"]
+    assert (breaks["state"], breaks["exit_code"]) == ("FAULTED", 3)
+    assert (after["state"], after["reason"]) == ("FAULTED", "not run: an operator it reads from faulted")
+    assert (Path(job["directory"]) / "logs" / "breaks.log").read_text() == "boom\n"
+    assert clarad.cli("jobs", "show", job["id"][:10]).stdout.count("FAULTED") >= 2
+
+
+def test_bad_drops_are_rejected_with_a_reason_and_the_daemon_keeps_running(clarad: Clarad, tmp_path: Path) -> None:
+    wrong = tmp_path / "misnamed"
+    (wrong / "1").mkdir(parents=True)
+    (wrong / "1" / "model.py").write_text("")
+    (wrong / "config.pbtxt").write_text('name: "other" backend: "python"')
+    clarad.drop(wrong, "models")
+    clarad.drop_text("name: needs-x\noperators:\n- name: a\n  command: [true]\n  models: [{name: x}]\n",
+                     "pipelines", "needs-x.yaml")
+    clarad.drop_text("payload", "jobs/affine-demo", ".hidden.partial")  # not a drop yet: ignored
+    rejected = clarad.state / "rejected"
+    reasons = wait_for(lambda: len(list(rejected.glob("*.reason"))) >= 2 and sorted(rejected.glob("*.reason")),
+                       30, "two rejections")
+    texts = sorted(path.read_text() for path in reasons)
+    assert any("misnamed: config.pbtxt names the model 'other'" in text for text in texts)
+    assert any("model(s) x asked for by operator(s) a are not in the model repository" in text for text in texts)
+    assert sorted(p.name.split("-", 1)[1] for p in rejected.iterdir() if not p.name.endswith(".reason")) == [
+        "misnamed", "needs-x.yaml"]
+    assert (clarad.state / "inbox" / "jobs" / "affine-demo" / ".hidden.partial").exists()
+    assert clarad.metric("clarad_drops_total", kind="models", outcome="rejected") == 1
+    assert clarad.cli("status").returncode == 0
+
+
+def test_shutdown_leaves_no_triton_process(clarad: Clarad) -> None:
+    assert clarad.processes(), "a tritonserver should be running before shutdown"
+    assert clarad.stop() == 0
+    assert clarad.processes() == []
+    assert clarad.cli("status").returncode == 1
