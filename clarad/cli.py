@@ -62,6 +62,24 @@ def format_models(models: list[dict[str, Any]]) -> str:
     return _table(rows, ["NAME", "ID", "BACKEND", "VERSIONS", "REVISION", "SIZE", "ADDED"])
 
 
+def format_model(model: dict[str, Any]) -> str:
+    lines = [
+        f"model {model['name']} (id {model['id']})",
+        f"revision: {model['digest']}",
+        f"backend: {model['backend']}, versions: {','.join(map(str, model['versions']))}, size: {_size(model['size'])}",
+        f"added {_when(model['added_at'])} from {model['source']}",
+        f"path: {model['path']}",
+        f"needed by pipelines: {', '.join(model['pipelines']) or '-'}",
+        "loaded on instances: " + (", ".join(
+            f"{i['id']} ({i['state']}{'' if i['current'] else ', older revision'})" for i in model["instances"]) or "-"),
+        "kept revisions (newest first):",
+    ]
+    rows = [[r["digest"][:12], _size(r["size"]), _when(r["added_at"]), _when(r["replaced_at"]), r["source"]]
+            for r in model["revisions"]]
+    lines.append(_indent(_table(rows, ["REVISION", "SIZE", "ADDED", "REPLACED", "FROM"])))
+    return "\n".join(lines)
+
+
 def format_pipelines(pipelines: list[dict[str, Any]]) -> str:
     return _table([[p["name"], p["id"], _when(p["added_at"])] for p in pipelines], ["NAME", "ID", "ADDED"])
 
@@ -115,6 +133,31 @@ def cmd_run(ns: argparse.Namespace, settings: Settings) -> int:
     return run_daemon(settings)
 
 
+def cmd_models_add(ns: argparse.Namespace, settings: Settings) -> int:
+    result = _ask(settings, "models.add", {"path": str(ns.path.resolve())})
+    if ns.json:
+        return _show(ns, result, str)
+    print(f"model {result['name']}: " + (f"revision {result['digest'][:12]} added" if result["changed"]
+                                          else f"unchanged (same content as revision {result['digest'][:12]})"))
+    return 0
+
+
+def cmd_models_download(ns: argparse.Namespace, settings: Settings) -> int:
+    """Zip the live model; if it was replaced while zipping, zip it again."""
+    from clarad.archives import write_zip
+
+    for _attempt in range(3):
+        model = _ask(settings, "models.show", {"model": ns.model})
+        try:
+            count = write_zip(Path(model["path"]), ns.output)
+        except FileNotFoundError:
+            continue
+        if _ask(settings, "models.show", {"model": ns.model})["digest"] == model["digest"]:
+            print(f"model {model['name']} revision {model['digest'][:12]}: {count} file(s) written to {ns.output}")
+            return 0
+    raise ClaradError(f"model {ns.model} kept changing while it was being downloaded; try again")
+
+
 def cmd_logs(ns: argparse.Namespace, settings: Settings) -> int:
     job = _ask(settings, "jobs.show", {"id": ns.id})
     names = [ns.operator] if ns.operator else [o["name"] for o in job["operators"]]
@@ -136,6 +179,16 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Command]] = {
     ("run",): ("run the daemon in the foreground (what systemd starts)", cmd_run),
     ("status",): ("what clarad is doing: GPUs, instances, jobs", lambda ns, s: _show(ns, _ask(s, "status"), format_status)),
     ("models", "list"): ("models in the repository", lambda ns, s: _show(ns, _ask(s, "models.list"), format_models)),
+    ("models", "show"): ("one model: revision, versions, pipelines, instances, kept revisions",
+                         lambda ns, s: _show(ns, _ask(s, "models.show", {"model": ns.model}), format_model)),
+    ("models", "add"): ("add a model directory or .zip/.tar.gz/.tgz archive (copied; the source stays)", cmd_models_add),
+    ("models", "remove"): ("remove a model (refused while a pipeline needs it, unless --force)",
+                           lambda ns, s: _show(ns, _ask(s, "models.remove", {"model": ns.model, "force": ns.force}),
+                                               lambda r: f"model {r['name']} removed")),
+    ("models", "rollback"): ("make a kept revision live again (default: the most recent one)",
+                             lambda ns, s: _show(ns, _ask(s, "models.rollback", {"model": ns.model, "revision": ns.revision}),
+                                                 lambda r: f"model {r['name']} now at revision {r['digest'][:12]} (was {r['previous'][:12]})")),
+    ("models", "download"): ("write a model as a zip file", cmd_models_download),
     ("pipelines", "list"): ("registered pipelines", lambda ns, s: _show(ns, _ask(s, "pipelines.list"), format_pipelines)),
     ("jobs", "list"): ("recent jobs, newest first", lambda ns, s: _show(ns, _ask(s, "jobs.list"), format_jobs)),
     ("jobs", "show"): ("one job and its operators", lambda ns, s: _show(ns, _ask(s, "jobs.show", {"id": ns.id}), format_job)),
@@ -165,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         if words in (("jobs", "show"), ("jobs", "cancel"), ("jobs", "logs")):
             sub.add_argument("id", help="job id or a unique prefix of it")
+        if words[0] == "models" and words[1] != "list":
+            if words[1] == "add":
+                sub.add_argument("path", type=Path, help="model directory or archive")
+            else:
+                sub.add_argument("model", help="model name, id, or unique id prefix")
+        if words == ("models", "remove"):
+            sub.add_argument("--force", action="store_true", help="remove even if pipelines need it")
+        if words == ("models", "rollback"):
+            sub.add_argument("revision", nargs="?", help="revision (digest prefix); default the most recent kept")
+        if words == ("models", "download"):
+            sub.add_argument("-o", "--output", type=Path, required=True, help="zip file to write")
         if words == ("jobs", "logs"):
             sub.add_argument("operator", nargs="?", help="only this operator")
         if words == ("run",):

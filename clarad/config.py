@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     settle_seconds: float = Field(2.0, ge=0, description="A copied drop is taken once quiet this long.")
     rescan_seconds: float = Field(30.0, gt=0, description="Period of the inbox rescan that finds missed events.")
 
+    model_revisions_kept: int = Field(3, ge=0, le=1000, description="Earlier revisions of each model kept for rollback.")
+    archive_max_bytes: int = Field(64 << 30, gt=0, description="Largest unpacked size of a model archive, in bytes.")
+    archive_max_entries: int = Field(10_000, gt=0, description="Most entries a model archive may hold.")
+    archive_max_ratio: float = Field(200.0, gt=1, description="Highest unpacked-to-packed size ratio (zip bombs).")
+
     triton_binary: Optional[Path] = Field(None, description="tritonserver to run; found on PATH etc. when unset.")
     triton_backend_dir: Optional[Path] = Field(None, description="Triton backends; prepared from nvidia-pytriton when unset.")
     triton_start_timeout_seconds: float = Field(60.0, gt=0)

@@ -16,15 +16,16 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from clarad import __version__, children, control, inbox, placement
+from clarad import __version__, archives, children, control, inbox, placement, repository
 from clarad.config import Settings
-from clarad.errors import ClaradError, TritonError
+from clarad.errors import ClaradError, ModelRejected, TritonError
 from clarad.gpus import Gpus, NvmlGpus, StaticGpus, slots
 from clarad.ingest import Ingest
 from clarad.jobs import JobState, JobStatus, OperatorState, Priority, doomed_operators, runnable_operators
@@ -77,7 +78,9 @@ class Daemon:
         self.layout.create()
         self.store = Store(self.layout.database)
         self._stop_leftovers()
-        self.ingest = Ingest(self.layout, self.store, self.metrics)
+        limits = archives.Limits(self.settings.archive_max_entries, self.settings.archive_max_bytes,
+                                 self.settings.archive_max_ratio)
+        self.ingest = Ingest(self.layout, self.store, self.metrics, limits, self.settings.model_revisions_kept)
         self.gpus = self.gpu_source.discover()
         self.free_gpus = {gpu.uuid for gpu in self.gpus}
         self.gpus_freed = asyncio.Condition()
@@ -216,7 +219,13 @@ class Daemon:
             return
         self._reap_dead_instances()
         for job in sorted(self.queue, key=lambda j: (j.priority.rank, j.created_at)):
-            decision = placement.decide(job.pipeline.model_names, self.store.model_digests(), self.pool.views(),
+            digests = self.store.model_digests()
+            missing = [name for name in job.pipeline.model_names if name not in digests]
+            if missing:
+                self.queue.remove(job)
+                self._finish(job.id, JobStatus.FAULTED, f"model(s) {', '.join(missing)} no longer in the repository")
+                continue
+            decision = placement.decide(job.pipeline.model_names, digests, self.pool.views(),
                                         self.pool.free_slots(), self.settings.max_models_per_instance)
             if decision.action is Action.WAIT:
                 continue
@@ -230,6 +239,25 @@ class Daemon:
             log.info("job %s (%s): %s", job.id, job.pipeline.name, decision.reason)
             self.running[job.id] = asyncio.create_task(self._run_job(job, decision, instance))
         self._publish()
+
+    def _unload_removed_models(self) -> None:
+        """Idle instances unload models no longer in the repository (in the background)."""
+        digests = self.store.model_digests()
+        for instance in self.pool.instances.values():
+            gone = [name for name in instance.loaded if name not in digests]
+            if instance.state == "idle" and gone and instance.server is not None:
+                for name in gone:
+                    instance.loaded.pop(name)
+                    instance.last_used.pop(name, None)
+                asyncio.create_task(self._unload(instance.server, gone))
+
+    async def _unload(self, server: TritonServer, names: list[str]) -> None:
+        for name in names:
+            try:
+                await server.unload(name)
+                log.info("instance %s: unloaded removed model %s", server.id, name)
+            except TritonError as exc:
+                log.warning("%s", exc)
 
     def _reap_dead_instances(self) -> None:
         for instance in list(self.pool.instances.values()):
@@ -264,6 +292,7 @@ class Daemon:
         if instance is not None:
             if instance.server is not None and instance.server.alive:
                 self.pool.release(instance)
+                self._unload_removed_models()
             else:
                 await self._stop_instance(instance)
         self._schedule()
@@ -407,6 +436,10 @@ class Daemon:
         handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "status": lambda a: self._status(),
             "models.list": lambda a: self.store.models(),
+            "models.show": lambda a: self._model(str(a["model"])),
+            "models.add": lambda a: self._add_model(Path(str(a["path"]))),
+            "models.remove": lambda a: self._remove_model(str(a["model"]), bool(a.get("force"))),
+            "models.rollback": lambda a: self._rollback_model(str(a["model"]), a.get("revision")),
             "pipelines.list": lambda a: self.store.pipelines(),
             "jobs.list": lambda a: self.store.jobs(int(a.get("limit", 100))),
             "jobs.show": lambda a: self._job(str(a["id"])),
@@ -414,7 +447,73 @@ class Daemon:
         }
         if command not in handlers:
             raise ClaradError(f"unknown command {command!r}; known: {', '.join(sorted(handlers))}")
-        return handlers[command](args)
+        result = handlers[command](args)
+        return await result if asyncio.iscoroutine(result) else result
+
+    # -- the model repository, asked by people ---------------------------------------------------
+
+    def _find_model(self, key: str) -> dict[str, Any]:
+        model = self.store.find_model(key)
+        if model is None:
+            raise ClaradError(f"no model {key!r} (give its name, its id or a unique prefix of the id)")
+        return model
+
+    def _pipelines_needing(self, name: str) -> list[str]:
+        return [p["name"] for p in self.store.pipelines() if name in parse_pipeline(p["definition"]).model_names]
+
+    def _model(self, key: str) -> dict[str, Any]:
+        model = self._find_model(key)
+        model["path"] = str(self.layout.models / model["name"])
+        model["revisions"] = self.store.revisions(model["name"])
+        model["pipelines"] = self._pipelines_needing(model["name"])
+        model["instances"] = [
+            {"id": i.id, "state": i.state, "current": i.loaded[model["name"]] == model["digest"]}
+            for i in self.pool.instances.values() if model["name"] in i.loaded
+        ]
+        return model
+
+    async def _add_model(self, path: Path) -> dict[str, Any]:
+        if not path.is_absolute():
+            raise ClaradError(f"{path}: give an absolute path")
+        if not path.exists():
+            raise ClaradError(f"{path}: no such file or directory")
+        try:
+            record = await self.ingest.add_model(path, f"cli:{path}", consume=False)
+        except ModelRejected as exc:
+            raise ClaradError(f"refused: {exc}") from None
+        self._publish()
+        return record
+
+    async def _remove_model(self, key: str, force: bool) -> dict[str, Any]:
+        model = self._find_model(key)
+        name = model["name"]
+        needing = self._pipelines_needing(name)
+        if needing and not force:
+            raise ClaradError(f"model {name} is needed by pipeline(s) {', '.join(needing)}; use --force to remove it anyway")
+        self.store.remove_model(name)
+        await asyncio.to_thread(shutil.rmtree, self.layout.models / name, True)
+        await asyncio.to_thread(shutil.rmtree, self.layout.revisions / name, True)
+        log.warning("model %s removed%s", name, f" although pipeline(s) {', '.join(needing)} need it" if needing else "")
+        self._unload_removed_models()
+        self._publish()
+        return {"name": name, "removed": True, "pipelines": needing}
+
+    def _rollback_model(self, key: str, revision: Optional[str]) -> dict[str, Any]:
+        model = self._find_model(key)
+        kept = self.store.revisions(model["name"])
+        chosen = [r for r in kept if r["digest"].startswith(revision)] if revision else kept[:1]
+        if len(chosen) != 1:
+            have = ", ".join(r["digest"][:12] for r in kept) or "none"
+            raise ClaradError(f"model {model['name']}: no single kept revision {revision or ''} (kept: {have})".replace("  ", " "))
+        digest = chosen[0]["digest"]
+        try:
+            repository.restore(model["name"], digest, self.layout.models, self.layout.revisions, model["digest"])
+        except ModelRejected as exc:
+            raise ClaradError(str(exc)) from None
+        self.store.rollback_model(model["name"], digest, time.time())
+        log.info("model %s rolled back to revision %s (was %s)", model["name"], digest[:12], model["digest"][:12])
+        self._publish()
+        return {"name": model["name"], "digest": digest, "previous": model["digest"]}
 
     def _job(self, job_id: str) -> dict[str, Any]:
         job = self.store.job(job_id)

@@ -22,7 +22,11 @@ class ConfigError(ClaradError):
 
 
 class RejectedDrop(ClaradError):
-    pass
+    """``label`` is a short, bounded category for the rejection metric (e.g. "unsafe", "config")."""
+
+    def __init__(self, reason: str, label: str = "invalid") -> None:
+        super().__init__(reason)
+        self.label = label
 
 
 class ModelRejected(RejectedDrop):

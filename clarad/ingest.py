@@ -1,22 +1,23 @@
 """Taking complete drops from the inbox: accept into the repository, pipelines or a new job, or
-move to rejected/ with a one-line reason. Runs on the daemon's loop; slow checks go to a thread.
+move to rejected/ with a one-line reason. Runs on the daemon's loop; slow work goes to a thread.
 
 Ownership: a model or payload is moved (renamed) into place before its record is committed, so a
 crash in between leaves it either still in the inbox (taken again by the next rescan) or in place.
+Archives are extracted into a private staging directory first; only a validated model is installed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from clarad import repository
-from clarad.errors import PipelineRejected, RejectedDrop
+from clarad import archives, repository
+from clarad.errors import ModelRejected, PipelineRejected, RejectedDrop
 from clarad.inbox import Drop
 from clarad.jobs import Priority
 from clarad.layout import Layout
@@ -36,47 +37,98 @@ class NewJob:
 
 
 class Ingest:
-    def __init__(self, layout: Layout, store: Store, metrics: Metrics) -> None:
+    def __init__(self, layout: Layout, store: Store, metrics: Metrics, limits: archives.Limits,
+                 revisions_kept: int) -> None:
         self.layout = layout
         self.store = store
         self.metrics = metrics
+        self.limits = limits
+        self.revisions_kept = revisions_kept
+        self.models_lock = asyncio.Lock()  # one model install at a time: drops and `models add`
 
     async def take(self, drop: Drop) -> NewJob | None:
         """Accept or reject one complete drop; return the job it created, if any."""
         try:
             if drop.kind == "models":
-                await self._model(drop.path)
+                await self.add_model(drop.path, f"inbox:{drop.path.name}", consume=True)
                 return None
             if drop.kind == "pipelines":
                 self._pipeline(drop.path)
                 return None
             return self._payload(drop)
         except RejectedDrop as exc:
-            self.reject(drop, str(exc))
+            self.reject(drop, str(exc), exc.label)
             return None
-        except OSError as exc:
-            self.reject(drop, f"cannot read {drop.path.name}: {exc.strerror or exc}")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.reject(drop, f"cannot read {drop.path.name}: {getattr(exc, 'strerror', None) or exc}", "unreadable")
             return None
 
-    async def _model(self, path: Path) -> None:
-        info = await asyncio.to_thread(repository.inspect_model, path)
+    # -- models --------------------------------------------------------------------------------
+
+    async def add_model(self, source: Path, origin: str, consume: bool) -> dict[str, Any]:
+        """Validate and install a model directory or archive at ``source``.
+
+        ``consume``: the source is the inbox's, so a directory is moved in and an accepted archive
+        removed; otherwise (``clarad models add``) the source is copied and left alone.
+        """
+        began = time.monotonic()
+        staging = self.layout.staging / new_id()
+        staging.mkdir(mode=0o700)
+        try:
+            model_dir = await asyncio.to_thread(self._stage, source, staging, consume)
+            info = await asyncio.to_thread(repository.inspect_model, model_dir)
+            async with self.models_lock:
+                record = self._install(model_dir, info, origin)
+        except ModelRejected as exc:
+            if not consume:
+                self.metrics.drops_rejected.labels("models", exc.label).inc()
+            raise
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        if consume and source.exists():
+            await asyncio.to_thread(_remove, source)  # an accepted archive, or a duplicate's directory
+        self.metrics.ingest_seconds.observe(time.monotonic() - began)
+        return record
+
+    def _stage(self, source: Path, staging: Path, consume: bool) -> Path:
+        """The model directory to validate: an archive extracted, the inbox's directory itself
+        (validated in place, so a refused one goes to rejected/ whole), or a copy (CLI)."""
+        if source.is_file() and archives.archive_kind(source.name):
+            return archives.extract(source, staging, self.limits)
+        if not source.is_dir() or source.is_symlink():
+            raise ModelRejected(
+                f"{source.name}: a model is a directory, or a .zip, .tar.gz or .tgz archive holding one", "layout"
+            )
+        if consume:
+            return source
+        target = staging / source.name
+        shutil.copytree(source, target, symlinks=True)
+        return target
+
+    def _install(self, model_dir: Path, info: repository.ModelInfo, origin: str) -> dict[str, Any]:
         current = self.store.model_digests().get(info.name)
         if current == info.digest:
-            await asyncio.to_thread(_remove_tree, path)
-            log.info("model %s: dropped again with identical content (revision %s); drop removed", info.name, info.digest[:12])
-            return
-        repository.install(path, self.layout.models, self.layout.revisions, info, current)
-        self.store.accept_model(info.name, info.digest, info.backend, info.versions, info.size, f"inbox:{path.name}", time.time())
-        self.metrics.drops.labels("models", "accepted").inc()
-        verb = "replaced" if current else "accepted"
-        log.info("model %s %s: revision %s, backend %s, versions %s", info.name, verb, info.digest[:12],
-                 info.backend, ",".join(map(str, info.versions)))
+            log.info("model %s: same content as the current revision %s; nothing changed", info.name, info.digest[:12])
+            return {"name": info.name, "digest": info.digest, "changed": False}
+        repository.install(model_dir, self.layout.models, self.layout.revisions, info, current)
+        model_id = self.store.accept_model(info.name, info.digest, info.backend, info.versions, info.size, origin, time.time())
+        forgotten = self.store.prune_revisions(info.name, self.revisions_kept)
+        kept = [r["digest"] for r in self.store.revisions(info.name)]
+        repository.prune(info.name, self.layout.revisions, kept)
+        self.metrics.drops_accepted.labels("models").inc()
+        log.info("model %s %s: revision %s, backend %s, versions %s, %d bytes (from %s)%s", info.name,
+                 "replaced" if current else "accepted", info.digest[:12], info.backend,
+                 ",".join(map(str, info.versions)), info.size, origin,
+                 f"; {len(forgotten)} old revision(s) deleted" if forgotten else "")
+        return {"name": info.name, "id": model_id, "digest": info.digest, "changed": True}
+
+    # -- pipelines and payloads ------------------------------------------------------------------
 
     def _pipeline(self, path: Path) -> None:
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
-            raise PipelineRejected(f"{path.name}: a pipeline definition is a .yaml or .yml file")
+            raise PipelineRejected(f"{path.name}: a pipeline definition is a .yaml or .yml file", "layout")
         if path.stat().st_size > MAX_PIPELINE_BYTES:
-            raise PipelineRejected(f"{path.name}: larger than {MAX_PIPELINE_BYTES} bytes")
+            raise PipelineRejected(f"{path.name}: larger than {MAX_PIPELINE_BYTES} bytes", "too_large")
         text = path.read_text(encoding="utf-8", errors="strict")
         pipeline = parse_pipeline(text)
         check_pipeline(pipeline, self.store.model_digests())
@@ -86,7 +138,7 @@ class Ingest:
         path.rename(self.layout.pipelines / f"{pipeline.name}.yaml")
         self.store.accept_pipeline(pipeline.name, text, time.time())
         self.layout.job_inbox(pipeline.name).mkdir(parents=True, exist_ok=True)
-        self.metrics.drops.labels("pipelines", "accepted").inc()
+        self.metrics.drops_accepted.labels("pipelines").inc()
         log.info("pipeline %s accepted: %d operator(s), models %s", pipeline.name, len(pipeline.operators),
                  ", ".join(pipeline.model_names) or "none")
 
@@ -94,7 +146,8 @@ class Ingest:
         assert drop.pipeline is not None
         record = self.store.pipeline(drop.pipeline)
         if record is None:
-            raise RejectedDrop(f"no pipeline named {drop.pipeline!r}: drop its definition into inbox/pipelines first")
+            raise RejectedDrop(f"no pipeline named {drop.pipeline!r}: drop its definition into inbox/pipelines first",
+                               "no_pipeline")
         pipeline = parse_pipeline(record["definition"])
         job_id = new_id()
         job_dir = self.layout.job_dir(job_id)
@@ -106,14 +159,13 @@ class Ingest:
         else:
             payload.mkdir()
             drop.path.rename(payload / drop.path.name)
-        name = drop.path.name
-        self.store.create_job(job_id, pipeline.name, name, Priority.NORMAL.value,
+        self.store.create_job(job_id, pipeline.name, drop.path.name, Priority.NORMAL.value,
                               [op.name for op in pipeline.operators], time.time())
-        self.metrics.drops.labels("jobs", "accepted").inc()
-        log.info("job %s created: pipeline %s, payload %s", job_id, pipeline.name, name)
+        self.metrics.drops_accepted.labels("jobs").inc()
+        log.info("job %s created: pipeline %s, payload %s", job_id, pipeline.name, drop.path.name)
         return NewJob(job_id, pipeline.name)
 
-    def reject(self, drop: Drop, reason: str) -> None:
+    def reject(self, drop: Drop, reason: str, label: str) -> None:
         """Move the drop to rejected/ with its reason beside it; log the same line."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = self.layout.rejected / f"{stamp}-{drop.path.name}"
@@ -127,12 +179,12 @@ class Ingest:
             log.warning("%s vanished before it could be rejected: %s", drop.path, reason)
             return
         Path(f"{target}.reason").write_text(reason + "\n", encoding="utf-8")
-        self.metrics.drops.labels(drop.kind, "rejected").inc()
+        self.metrics.drops_rejected.labels(drop.kind, label).inc()
         log.warning("rejected %s/%s: %s (kept as %s)", drop.kind, drop.path.name, reason, target.name)
 
 
-def _remove_tree(path: Path) -> None:
+def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
-        os.unlink(path)
+        path.unlink()

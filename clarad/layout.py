@@ -27,6 +27,11 @@ class Layout:
         return self.root / "revisions"
 
     @property
+    def staging(self) -> Path:
+        """Private scratch space: archives are extracted here, never in place."""
+        return self.root / "staging"
+
+    @property
     def pipelines(self) -> Path:
         return self.root / "pipelines"
 
@@ -52,3 +57,5 @@ class Layout:
         for path in (self.inbox / "models", self.inbox / "pipelines", self.inbox / "jobs", self.rejected,
                      self.models, self.revisions, self.pipelines, self.jobs, self.triton):
             path.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(mode=0o700, exist_ok=True)
+        self.staging.chmod(0o700)

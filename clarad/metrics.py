@@ -41,7 +41,13 @@ class Metrics:
             ["reuse"],
             registry=r,
         )
-        self.drops = Counter("clarad_drops", "Inbox drops, by kind and outcome.", ["kind", "outcome"], registry=r)
+        self.drops_accepted = Counter("clarad_drops_accepted", "Drops and additions accepted, by kind.", ["kind"], registry=r)
+        self.drops_rejected = Counter(
+            "clarad_drops_rejected", "Drops and additions refused, by kind and reason category.", ["kind", "reason"], registry=r
+        )
+        self.ingest_seconds = Histogram(
+            "clarad_model_ingest_seconds", "Time to extract, validate and install one model.", buckets=LOAD_BUCKETS, registry=r
+        )
         for status in ("HEALTHY", "FAULTED", "CANCELED"):
             self.jobs_finished.labels(status)
         for reuse in ("hit", "partial", "miss"):

@@ -14,6 +14,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -52,66 +53,118 @@ def parse_config(text: str, where: str = "config.pbtxt") -> model_config_pb2.Mod
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
-        raise ModelRejected(f"{where}: {exc}") from None
+        raise ModelRejected(f"{where}: {exc}", "config") from None
     return config
 
 
-def inspect_model(path: Path) -> ModelInfo:
-    """Validate a model directory; return what the repository records about it."""
-    name = path.name
+def inspect_model(path: Path, name: Optional[str] = None) -> ModelInfo:
+    """Validate a model directory; return what the repository records about it.
+
+    ``name`` is the model's name when it differs from the directory's (an archive named after it).
+    """
+    name = name or path.name
     if not NAME_RE.match(name):
-        raise ModelRejected(f"model name {name!r} must be 1-255 characters of A-Z a-z 0-9 - _")
+        raise ModelRejected(f"model name {name!r} must be 1-255 characters of A-Z a-z 0-9 - _", "name")
     if not path.is_dir() or path.is_symlink():
-        raise ModelRejected(f"{name}: a model is a directory holding config.pbtxt and version directories")
+        raise ModelRejected(f"{name}: a model is a directory holding config.pbtxt and version directories", "layout")
+    digest, size = tree_digest(path)  # refuses unsafe trees before any file is read as config
     config_file = path / "config.pbtxt"
-    if not config_file.is_file():
-        raise ModelRejected(f"{name}: config.pbtxt is missing")
+    if not config_file.is_file() or config_file.is_symlink():
+        raise ModelRejected(f"{name}: config.pbtxt is missing", "layout")
     try:
         config = parse_config(config_file.read_text(encoding="utf-8"), f"{name}/config.pbtxt")
     except UnicodeDecodeError:
-        raise ModelRejected(f"{name}/config.pbtxt: not UTF-8 text") from None
+        raise ModelRejected(f"{name}/config.pbtxt: not UTF-8 text", "config") from None
     if config.name and config.name != name:
-        raise ModelRejected(f"{name}: config.pbtxt names the model {config.name!r}; the directory must have the same name")
+        raise ModelRejected(
+            f"{name}: config.pbtxt names the model {config.name!r}; the directory must have the same name", "name"
+        )
     backend = config.backend or config.platform
     if not backend:
-        raise ModelRejected(f"{name}/config.pbtxt: neither backend nor platform is set")
+        raise ModelRejected(f"{name}/config.pbtxt: neither backend nor platform is set", "config")
     versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
     if not versions:
-        raise ModelRejected(f"{name}: no numeric version directory (e.g. {name}/1/)")
+        raise ModelRejected(f"{name}: no numeric version directory (e.g. {name}/1/)", "layout")
     needed = config.default_model_filename or DEFAULT_MODEL_FILES.get(backend)
     if needed and not any((path / str(v) / needed).exists() for v in versions):
-        raise ModelRejected(f"{name}: backend {backend} needs {needed} in a version directory; none has it")
-    digest, size = tree_digest(path)
+        raise ModelRejected(f"{name}: backend {backend} needs {needed} in a version directory; none has it", "backend_file")
     return ModelInfo(name=name, backend=backend, versions=versions, digest=digest, size=size)
 
 
 def tree_digest(root: Path) -> tuple[str, int]:
-    """sha256 over relative paths, kinds and contents, in sorted order; and the total size in bytes."""
+    """sha256 over relative paths, kinds and contents, in sorted order; and the total size in bytes.
+
+    Refuses what a model must not hold: devices, FIFOs, sockets, setuid/setgid/sticky bits,
+    symlinks leading outside the model, and files hard-linked to something outside it.
+    """
     digest = hashlib.sha256()
     size = 0
+    links: dict[tuple[int, int], list[int]] = {}  # inode -> [links seen inside, st_nlink]
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        for filename in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
-            full = os.path.join(dirpath, filename)
+        for entry in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+            full = os.path.join(dirpath, entry)
             rel = os.path.relpath(full, root)
             info = os.lstat(full)
+            if info.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+                raise ModelRejected(f"{root.name}: {rel} has a setuid, setgid or sticky bit", "unsafe")
+            if stat.S_ISLNK(info.st_mode):
+                target = os.readlink(full)
+                if os.path.isabs(target) or not _within(root, os.path.join(dirpath, target)):
+                    raise ModelRejected(f"{root.name}: symlink {rel} -> {target} points outside the model", "unsafe")
+                digest.update(f"L\0{rel}\0{target}\0".encode())
+                continue
             if not stat.S_ISREG(info.st_mode):
-                raise ModelRejected(f"{root.name}: {rel} is not a regular file (links and devices are refused)")
-            digest.update(f"{rel}\0{info.st_mode & 0o111 != 0}\0{info.st_size}\0".encode())
+                raise ModelRejected(f"{root.name}: {rel} is not a regular file (devices, FIFOs and sockets are refused)", "unsafe")
+            if info.st_nlink > 1:
+                seen = links.setdefault((info.st_dev, info.st_ino), [0, info.st_nlink])
+                seen[0] += 1
+            digest.update(f"F\0{rel}\0{info.st_mode & 0o111 != 0}\0{info.st_size}\0".encode())
             with open(full, "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
             size += info.st_size
+    if any(inside < total for inside, total in links.values()):
+        raise ModelRejected(f"{root.name}: a file is hard-linked to a file outside the model", "unsafe")
     return digest.hexdigest(), size
 
 
-def install(source: Path, models_dir: Path, revisions_dir: Path, info: ModelInfo, current_digest: str | None) -> None:
-    """Move a validated model into the live repository; keep the revision it replaces."""
-    live = models_dir / info.name
-    if current_digest is not None and live.exists():
-        kept = revisions_dir / info.name / current_digest
+def _within(root: Path, path: str) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
+
+def install(source: Path, layout_models: Path, revisions: Path, info: ModelInfo, current: Optional[str]) -> None:
+    """Move a validated model into the live repository (a rename); keep the revision it replaces
+    as ``revisions/<name>/<digest>``."""
+    live = layout_models / info.name
+    if current is not None and live.exists():
+        kept = revisions / info.name / current
         kept.parent.mkdir(parents=True, exist_ok=True)
         if kept.exists():
             shutil.rmtree(kept)
         live.rename(kept)
     source.rename(live)
+
+
+def restore(name: str, digest: str, layout_models: Path, revisions: Path, current: str) -> None:
+    """Make a kept revision live again; the live one becomes a kept revision."""
+    kept = revisions / name / digest
+    if not kept.is_dir():
+        raise ModelRejected(f"{name}: revision {digest[:12]} is not kept", "revision")
+    live = layout_models / name
+    live.rename(revisions / name / current)
+    kept.rename(live)
+
+
+def prune(name: str, revisions: Path, keep: list[str]) -> list[str]:
+    """Delete kept revisions of ``name`` not in ``keep``; return the digests deleted."""
+    folder = revisions / name
+    if not folder.is_dir():
+        return []
+    deleted = []
+    for path in folder.iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path)
+            deleted.append(path.name)
+    return deleted

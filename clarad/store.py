@@ -39,6 +39,13 @@ MIGRATIONS: list[str] = [
     CREATE TABLE children (
         pid INTEGER PRIMARY KEY, create_time REAL NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL);
     """,
+    # 2: earlier revisions of each model, kept for rollback
+    """
+    CREATE TABLE model_revisions (
+        name TEXT NOT NULL, digest TEXT NOT NULL, backend TEXT NOT NULL, versions TEXT NOT NULL,
+        size INTEGER NOT NULL, source TEXT NOT NULL, added_at REAL NOT NULL, replaced_at REAL NOT NULL,
+        PRIMARY KEY (name, digest));
+    """,
 ]
 
 
@@ -87,19 +94,77 @@ class Store:
 
     def accept_model(self, name: str, digest: str, backend: str, versions: list[int], size: int,
                      source: str, now: float) -> str:
-        """Record a new or replaced model; the id stays the same across revisions of a name."""
+        """Record a new model or a new revision of one; the replaced revision is kept. The id stays
+        the same across revisions of a name."""
         with self._tx() as db:
-            row = db.execute("SELECT id FROM models WHERE name = ?", (name,)).fetchone()
+            row = db.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
             model_id = row["id"] if row else new_id()
+            if row is not None:
+                self._keep_revision(db, row, now)
+            db.execute("DELETE FROM model_revisions WHERE name = ? AND digest = ?", (name, digest))
             db.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, model_id, digest, backend, json.dumps(versions), size, source, now),
             )
         return model_id
 
+    @staticmethod
+    def _keep_revision(db: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO model_revisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (row["name"], row["digest"], row["backend"], row["versions"], row["size"], row["source"],
+             row["added_at"], now),
+        )
+
+    def rollback_model(self, name: str, digest: str, now: float) -> None:
+        """Make kept revision ``digest`` live again; the live one is kept in its place."""
+        with self._tx() as db:
+            live = db.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
+            kept = db.execute("SELECT * FROM model_revisions WHERE name = ? AND digest = ?", (name, digest)).fetchone()
+            if live is None or kept is None:
+                raise ClaradError(f"model {name} has no kept revision {digest[:12]}")
+            self._keep_revision(db, live, now)
+            db.execute("DELETE FROM model_revisions WHERE name = ? AND digest = ?", (name, digest))
+            db.execute(
+                "UPDATE models SET digest = ?, backend = ?, versions = ?, size = ?, source = ?, added_at = ? WHERE name = ?",
+                (kept["digest"], kept["backend"], kept["versions"], kept["size"], kept["source"], kept["added_at"], name),
+            )
+
+    def prune_revisions(self, name: str, keep: int) -> list[str]:
+        """Forget all but the ``keep`` most recently replaced revisions; return the digests forgotten."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT digest FROM model_revisions WHERE name = ? ORDER BY replaced_at DESC", (name,)
+            ).fetchall()
+            dropped = [row["digest"] for row in rows[keep:]]
+            db.executemany("DELETE FROM model_revisions WHERE name = ? AND digest = ?", [(name, d) for d in dropped])
+        return dropped
+
+    def remove_model(self, name: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM models WHERE name = ?", (name,))
+            db.execute("DELETE FROM model_revisions WHERE name = ?", (name,))
+
+    def revisions(self, name: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM model_revisions WHERE name = ? ORDER BY replaced_at DESC", (name,)
+        ).fetchall()
+        return [{**dict(row), "versions": json.loads(row["versions"])} for row in rows]
+
     def models(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM models ORDER BY name").fetchall()
         return [{**dict(row), "versions": json.loads(row["versions"])} for row in rows]
+
+    def find_model(self, key: str) -> Optional[dict[str, Any]]:
+        """A model by name, or by its id or a unique prefix of the id; None when there is none."""
+        models = self.models()
+        by_name = [m for m in models if m["name"] == key]
+        if by_name:
+            return by_name[0]
+        matches = [m for m in models if m["id"].startswith(key.lower())] if key else []
+        if len(matches) > 1:
+            raise ClaradError(f"model id prefix {key} is ambiguous: {', '.join(m['name'] for m in matches)}")
+        return matches[0] if matches else None
 
     def model_digests(self) -> dict[str, str]:
         return {row["name"]: row["digest"] for row in self.db.execute("SELECT name, digest FROM models")}

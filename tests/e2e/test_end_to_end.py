@@ -121,7 +121,7 @@ def test_bad_drops_are_rejected_with_a_reason_and_the_daemon_keeps_running(clara
     assert sorted(p.name.split("-", 1)[1] for p in rejected.iterdir() if not p.name.endswith(".reason")) == [
         "misnamed", "needs-x.yaml"]
     assert (clarad.state / "inbox" / "jobs" / "affine-demo" / ".hidden.partial").exists()
-    assert clarad.metric("clarad_drops_total", kind="models", outcome="rejected") == 1
+    assert clarad.metric("clarad_drops_rejected_total", kind="models", reason="name") == 1
     assert clarad.cli("status").returncode == 0
 
 

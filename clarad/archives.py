@@ -1,0 +1,242 @@
+"""Safe extraction of model archives (.zip, .tar.gz, .tgz) into a private staging directory.
+
+Nothing in an archive is trusted. Before a byte is written, every entry is checked (``check_entries``,
+pure): a relative name without ``..``, control characters or duplicates; only files, directories and
+links whose targets stay inside the model; no devices, FIFOs or setuid/setgid/sticky bits; at most
+``max_entries`` entries and ``max_bytes`` bytes, and no more than ``max_ratio`` times the archive's
+own size (bombs). Extraction then streams each file itself (no ``extractall``), counting the bytes it
+really writes against the same limits. Every refusal names the offending entry.
+
+Layouts: the model's directory at the archive root (``affine/config.pbtxt``), or the model's files at
+the root (``config.pbtxt``), the name then taken from the archive's file name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import posixpath
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Optional
+
+from clarad.errors import ModelRejected
+
+SUFFIXES = {".zip": "zip", ".tar.gz": "tar", ".tgz": "tar"}
+RATIO_FLOOR = 1 << 20  # below 1 MiB unpacked, any compression ratio is harmless
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_entries: int = 10_000
+    max_bytes: int = 64 << 30
+    max_ratio: float = 200.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    kind: str  # "file", "dir", "symlink", "hardlink", or what it really is (e.g. "device", "fifo")
+    size: int = 0
+    mode: int = 0o644
+    target: str = ""  # symlink or hardlink target
+
+
+def archive_kind(name: str) -> Optional[str]:
+    lower = name.lower()
+    return next((kind for suffix, kind in SUFFIXES.items() if lower.endswith(suffix)), None)
+
+
+def stem(name: str) -> str:
+    lower = name.lower()
+    suffix = next(s for s in SUFFIXES if lower.endswith(s))
+    return name[: -len(suffix)]
+
+
+def _clean_name(entry: Entry) -> str:
+    name = entry.name
+    if not name or name in (".", "./"):
+        raise ModelRejected(f"entry {name!r}: empty name", "unsafe")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ModelRejected(f"entry {name!r}: control character in the name", "unsafe")
+    if "\\" in name:
+        raise ModelRejected(f"entry {name!r}: backslash in the name", "unsafe")
+    if name.startswith("/"):
+        raise ModelRejected(f"entry {name!r}: absolute path", "unsafe")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ModelRejected(f"entry {name!r}: '..' in the path", "unsafe")
+    return "/".join(parts)
+
+
+def _inside(base: str, target: str) -> bool:
+    """Whether ``target``, seen from the directory ``base`` (both relative to the model), stays inside."""
+    if target.startswith("/"):
+        return False
+    joined = posixpath.normpath(posixpath.join(base, target))
+    return joined != ".." and not joined.startswith("../")
+
+
+def check_entries(entries: list[Entry], limits: Limits, archive_size: int) -> list[Entry]:
+    """Refuse anything unsafe; return the entries with clean names. Pure."""
+    if len(entries) > limits.max_entries:
+        raise ModelRejected(f"{len(entries)} entries exceed the limit of {limits.max_entries}", "too_large")
+    clean: list[Entry] = []
+    seen: set[str] = set()
+    total = 0
+    for entry in entries:
+        name = _clean_name(entry)
+        if entry.kind not in ("file", "dir", "symlink", "hardlink"):
+            raise ModelRejected(f"entry {entry.name!r}: {entry.kind} entries are not allowed", "unsafe")
+        if entry.mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+            raise ModelRejected(f"entry {entry.name!r}: setuid, setgid or sticky bit", "unsafe")
+        if name in seen:
+            raise ModelRejected(f"entry {entry.name!r}: appears twice", "unsafe")
+        seen.add(name)
+        if entry.kind == "symlink" and not _inside(posixpath.dirname(name), entry.target):
+            raise ModelRejected(f"entry {entry.name!r}: symlink to {entry.target!r} points outside the model", "unsafe")
+        if entry.kind == "hardlink":
+            target = posixpath.normpath(entry.target)
+            if target.startswith("/") or target.startswith("..") or target not in seen:
+                raise ModelRejected(f"entry {entry.name!r}: hard link to {entry.target!r} is not an earlier file of the model", "unsafe")
+        total += entry.size
+        if total > limits.max_bytes:
+            raise ModelRejected(f"entry {entry.name!r}: unpacked size exceeds the limit of {limits.max_bytes} bytes", "too_large")
+        clean.append(Entry(name, entry.kind, entry.size, entry.mode, entry.target))
+    if total > RATIO_FLOOR and total > limits.max_ratio * max(archive_size, 1):
+        raise ModelRejected(
+            f"unpacks to {total} bytes from {archive_size}: compression ratio above {limits.max_ratio:g}:1", "too_large"
+        )
+    return clean
+
+
+# -- reading the two formats -------------------------------------------------------------------
+
+
+def _tar_entries(tar: tarfile.TarFile) -> list[Entry]:
+    entries = []
+    for member in tar.getmembers():
+        if member.isreg():
+            kind = "file"
+        elif member.isdir():
+            kind = "dir"
+        elif member.issym():
+            kind = "symlink"
+        elif member.islnk():
+            kind = "hardlink"
+        elif member.ischr() or member.isblk():
+            kind = "device"
+        elif member.isfifo():
+            kind = "fifo"
+        else:
+            kind = "special"
+        entries.append(Entry(member.name, kind, member.size if kind == "file" else 0, member.mode, member.linkname))
+    return entries
+
+
+def _zip_entries(archive: zipfile.ZipFile) -> list[Entry]:
+    entries = []
+    for info in archive.infolist():
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            target = archive.read(info).decode("utf-8", "replace") if info.file_size < 4096 else ""
+            entries.append(Entry(info.filename, "symlink", 0, mode, target))
+        elif info.is_dir():
+            entries.append(Entry(info.filename, "dir", 0, mode))
+        elif mode and not stat.S_ISREG(mode):
+            entries.append(Entry(info.filename, "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special", 0, mode))
+        else:
+            entries.append(Entry(info.filename, "file", info.file_size, mode))
+    return entries
+
+
+def _model_root(entries: list[Entry], archive_name: str) -> tuple[str, str]:
+    """(model name, prefix inside the archive) for the two supported layouts."""
+    names = {e.name for e in entries}
+    if "config.pbtxt" in names:
+        return stem(archive_name), ""
+    tops = {e.name.split("/", 1)[0] for e in entries}
+    if len(tops) == 1:
+        top = tops.pop()
+        if f"{top}/config.pbtxt" in names:
+            return top, top + "/"
+    raise ModelRejected(
+        "no config.pbtxt at the archive's root or in a single top-level model directory", "layout"
+    )
+
+
+def extract(archive: Path, staging: Path, limits: Limits) -> Path:
+    """Extract a model archive under ``staging`` (which must be empty); return the model directory."""
+    kind = archive_kind(archive.name)
+    if kind is None:
+        raise ModelRejected(f"{archive.name}: not a .zip, .tar.gz or .tgz archive", "archive")
+    size = archive.stat().st_size
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(archive) as zf:
+                infos = zf.infolist()
+                entries = check_entries(_zip_entries(zf), limits, size)
+                return _extract(entries, archive.name, staging, limits, lambda n: zf.open(infos[n]))
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            entries = check_entries(_tar_entries(tar), limits, size)
+            return _extract(entries, archive.name, staging, limits, lambda n: tar.extractfile(members[n]))
+    except (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise ModelRejected(f"{archive.name}: unreadable archive ({exc})", "archive") from None
+
+
+def _extract(entries: list[Entry], archive_name: str, staging: Path, limits: Limits,
+             open_nth: Callable[[int], Optional[IO[bytes]]]) -> Path:
+    name, prefix = _model_root(entries, archive_name)
+    root = staging / name
+    root.mkdir(parents=True)
+    written = 0
+    for index, entry in enumerate(entries):
+        relative = entry.name[len(prefix):] if entry.name.startswith(prefix) else ""
+        if not relative:
+            continue
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if entry.kind == "dir":
+            path.mkdir(exist_ok=True)
+        elif entry.kind == "symlink":
+            path.symlink_to(entry.target)
+        else:
+            if entry.kind == "hardlink":  # a copy of an earlier file of the model
+                stream: Optional[IO[bytes]] = open(root / posixpath.normpath(entry.target)[len(prefix):], "rb")
+            else:
+                stream = open_nth(index)
+            assert stream is not None
+            with stream:
+                written = _copy(stream, path, entry, written, limits)
+            path.chmod(0o755 if entry.mode & 0o111 else 0o644)
+    return root
+
+
+def _copy(stream: IO[bytes], path: Path, entry: Entry, written: int, limits: Limits) -> int:
+    with open(path, "xb") as out:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            written += len(chunk)
+            if written > limits.max_bytes:
+                raise ModelRejected(f"entry {entry.name!r}: unpacked size exceeds the limit of {limits.max_bytes} bytes", "too_large")
+            out.write(chunk)
+    return written
+
+
+def write_zip(model_dir: Path, out: Path) -> int:
+    """Write the model as a zip with its directory at the root (as Clara's download did); return
+    the number of files. Written to a temporary name first, so ``out`` is whole or absent."""
+    partial = out.with_name(out.name + ".partial")
+    count = 0
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(model_dir.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{model_dir.name}/{path.relative_to(model_dir).as_posix()}")
+                count += 1
+    partial.replace(out)
+    return count
