@@ -235,7 +235,7 @@ def write_zip(model_dir: Path, out: Path) -> int:
     count = 0
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(model_dir.rglob("*")):
-            if path.is_file():
+            if path.is_file() and "__pycache__" not in path.relative_to(model_dir).parts:
                 zf.write(path, f"{model_dir.name}/{path.relative_to(model_dir).as_posix()}")
                 count += 1
     partial.replace(out)

@@ -90,7 +90,6 @@ def config_file(explicit: Optional[Path]) -> Optional[Path]:
 def load_settings(explicit_file: Optional[Path] = None, **overrides: Any) -> Settings:
     """Build the settings from every source; raise ConfigError naming the first bad key."""
     toml_file = config_file(explicit_file)
-    where = f" (in {toml_file})" if toml_file else ""
     # A subclass per file keeps the file choice out of global state.
     reading = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_file}})
     try:
@@ -98,6 +97,15 @@ def load_settings(explicit_file: Optional[Path] = None, **overrides: Any) -> Set
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"{key}: {first['msg']}{where}") from None
+        raise ConfigError(f"{key}: {first['msg']}{_source_of(key, overrides, toml_file)}") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
-        raise ConfigError(f"config file{where}: {exc}") from None
+        raise ConfigError(f"config file {toml_file}: {exc}") from None
+
+
+def _source_of(key: str, overrides: dict[str, Any], toml_file: Optional[Path]) -> str:
+    """Where the refused value came from, so the person fixes the right place."""
+    if overrides.get(key) is not None:
+        return " (from the command line)"
+    if f"CLARAD_{key.upper()}" in os.environ:
+        return f" (from CLARAD_{key.upper()})"
+    return f" (in {toml_file})" if toml_file else ""

@@ -186,8 +186,11 @@ class Daemon:
             if time.monotonic() >= next_rescan:
                 self._rescan()
                 next_rescan = time.monotonic() + self.settings.rescan_seconds
-            await self._take_settled_drops()
-            self._reap_dead_instances()
+            try:
+                await self._take_settled_drops()
+                self._reap_dead_instances()
+            except Exception:  # keep the inbox and the watchdog alive; the log has the bug
+                log.exception("inbox tick failed")
             if keepalive:
                 notify("WATCHDOG=1")
 
@@ -201,7 +204,12 @@ class Daemon:
         for path in sorted(ready, key=lambda p: (order[self.drops[p].kind], str(p))):
             drop = self.drops.pop(path)
             self.renamed.discard(path)
-            job = await self.ingest.take(drop)
+            try:
+                job = await self.ingest.take(drop)
+            except Exception as exc:  # a bug must cost one drop (kept in rejected/), not the inbox
+                log.exception("taking %s failed", drop.path)
+                self.ingest.reject(drop, f"internal error while taking it: {exc}", "internal")
+                continue
             if job is not None:
                 record = self.store.job(job.id)
                 assert record is not None

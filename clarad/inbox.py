@@ -59,7 +59,7 @@ def drop_at(inbox: Path, path: Path) -> Optional[Drop]:
     if len(parts) >= 2 and parts[0] in ("models", "pipelines"):
         return None if ignored(parts[1]) else Drop(parts[0], inbox / parts[0] / parts[1])
     if len(parts) >= 3 and parts[0] == "jobs":
-        return None if ignored(parts[2]) else Drop("jobs", inbox.joinpath(*parts[:3]), parts[1])
+        return None if ignored(parts[1]) or ignored(parts[2]) else Drop("jobs", inbox.joinpath(*parts[:3]), parts[1])
     return None
 
 

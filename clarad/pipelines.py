@@ -80,7 +80,7 @@ class Operator(_Strict):
     @property
     def argv(self) -> list[str]:
         raw = self.command or (self.container.command if self.container else None) or []
-        return [str(part) for part in raw]
+        return [_env_value(part) for part in raw]
 
     @property
     def all_variables(self) -> dict[str, str]:

@@ -4,11 +4,13 @@ The rules (Clara's Model Repository, for one host):
 
 - a job that asks for no model needs no instance;
 - an instance serves one job at a time (a lease), however many operators that job has;
-- among idle instances, take the one that already holds most of the wanted models (at the revision
-  the repository has now); ties go to the one holding fewest other models, then the lowest id;
+- among idle instances, take the one that already holds most of the wanted models at the revision
+  the repository has now; then most of them at an older revision (reloading in a running server
+  beats starting one); then the one holding fewest other models; then the lowest id;
 - a model already loaded at the current revision is never loaded again;
-- if the best idle instance holds none of the wanted models and a slot is free, start a new instance
-  there instead, so the idle one keeps its warm models for the jobs that want them;
+- if the best idle instance holds none of the wanted models (at any revision) but holds others, and
+  a slot is free, start a new instance there instead, so the idle one keeps its warm models for the
+  jobs that want them;
 - an instance never holds more than ``max_models`` models: unwanted ones are unloaded, least recently
   used first, to make room;
 - with no idle instance and no free slot the job waits; it never fails for being busy. A job asking
@@ -60,7 +62,7 @@ class Decision:
 
 
 def _current(view: InstanceView, name: str, digests: Mapping[str, str]) -> bool:
-    return view.loaded.get(name) == digests.get(name)
+    return name in digests and view.loaded.get(name) == digests[name]
 
 
 def decide(
@@ -86,14 +88,15 @@ def decide(
         )
     idle = [view for view in instances if view.idle]
 
-    def score(view: InstanceView) -> tuple[int, int, str]:
+    def score(view: InstanceView) -> tuple[int, int, int, str]:
         held = sum(_current(view, name, digests) for name in want)
+        stale = sum(name in view.loaded for name in want) - held
         others = sum(name not in want for name in view.loaded)
-        return (-held, others, view.id)
+        return (-held, -stale, others, view.id)
 
     best = min(idle, key=score, default=None)
-    held = -score(best)[0] if best else 0
-    if best is None or (held == 0 and free_slots):
+    held, stale, others = (-score(best)[0], -score(best)[1], score(best)[2]) if best else (0, 0, 0)
+    if best is None or (held == 0 and stale == 0 and others > 0 and free_slots):
         if not free_slots:
             busy = len(instances)
             return Decision(Action.WAIT, f"all {busy} instance(s) are leased and no slot is free")

@@ -22,6 +22,10 @@ from tritonclient.grpc import model_config_pb2
 from clarad.errors import ModelRejected
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+VERSION_RE = re.compile(r"[0-9]+")
+# Triton's Python-backend stub writes bytecode next to model.py (it ignores PYTHONDONTWRITEBYTECODE),
+# so a model's content is everything but these.
+BYTECODE_DIR = "__pycache__"
 
 # The file each backend or platform loads from a version directory (Triton's defaults).
 DEFAULT_MODEL_FILES = {
@@ -82,7 +86,7 @@ def inspect_model(path: Path, name: Optional[str] = None) -> ModelInfo:
     backend = config.backend or config.platform
     if not backend:
         raise ModelRejected(f"{name}/config.pbtxt: neither backend nor platform is set", "config")
-    versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
+    versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and VERSION_RE.fullmatch(p.name))
     if not versions:
         raise ModelRejected(f"{name}: no numeric version directory (e.g. {name}/1/)", "layout")
     needed = config.default_model_filename or DEFAULT_MODEL_FILES.get(backend)
@@ -101,7 +105,7 @@ def tree_digest(root: Path) -> tuple[str, int]:
     size = 0
     links: dict[tuple[int, int], list[int]] = {}  # inode -> [links seen inside, st_nlink]
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if d != BYTECODE_DIR)
         for entry in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             full = os.path.join(dirpath, entry)
             rel = os.path.relpath(full, root)
@@ -112,14 +116,14 @@ def tree_digest(root: Path) -> tuple[str, int]:
                 target = os.readlink(full)
                 if os.path.isabs(target) or not _within(root, os.path.join(dirpath, target)):
                     raise ModelRejected(f"{root.name}: symlink {rel} -> {target} points outside the model", "unsafe")
-                digest.update(f"L\0{rel}\0{target}\0".encode())
+                digest.update(b"L\0" + os.fsencode(rel) + b"\0" + os.fsencode(target) + b"\0")
                 continue
             if not stat.S_ISREG(info.st_mode):
                 raise ModelRejected(f"{root.name}: {rel} is not a regular file (devices, FIFOs and sockets are refused)", "unsafe")
             if info.st_nlink > 1:
                 seen = links.setdefault((info.st_dev, info.st_ino), [0, info.st_nlink])
                 seen[0] += 1
-            digest.update(f"F\0{rel}\0{info.st_mode & 0o111 != 0}\0{info.st_size}\0".encode())
+            digest.update(b"F\0" + os.fsencode(rel) + f"\0{info.st_mode & 0o111 != 0}\0{info.st_size}\0".encode())
             with open(full, "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)

@@ -59,10 +59,17 @@ class Store:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.row_factory = sqlite3.Row
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):  # refuse before changing anything in the file
+            self.db.close()
+            raise ClaradError(
+                f"{path}: schema version {version} is newer than this clarad understands "
+                f"({len(MIGRATIONS)}); upgrade clarad or restore a backup"
+            )
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        self._migrate(version)
 
     def close(self) -> None:
         self.db.close()
@@ -77,13 +84,7 @@ class Store:
             raise
         self.db.execute("COMMIT")
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise ClaradError(
-                f"{self.path}: schema version {version} is newer than this clarad understands "
-                f"({len(MIGRATIONS)}); upgrade clarad or restore a backup"
-            )
+    def _migrate(self, version: int) -> None:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self._tx() as db:
                 for statement in filter(str.strip, script.split(";")):
@@ -237,6 +238,8 @@ class Store:
                       exit_code: Optional[int] = None) -> None:
         with self._tx() as db:
             row = db.execute("SELECT state FROM operators WHERE job_id = ? AND name = ?", (job_id, name)).fetchone()
+            if row is None:
+                raise ClaradError(f"job {job_id} has no operator {name}")
             target = operator_transition(job_id, name, OperatorState(row["state"]), event)
             column = "started_at" if event == "start" else "stopped_at"
             db.execute(

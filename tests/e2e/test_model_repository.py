@@ -1,0 +1,174 @@
+"""The model repository end to end: archives, settling, start-up rescans, revisions while a job
+runs, and the `clarad models` commands, against a real `clarad run` and a real tritonserver."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clarad.repository import tree_digest
+from tests.e2e.clarad_process import DEMO, Clarad
+from tests.waiting import wait_for
+
+GATED = Path(__file__).parent / "operators" / "gated_infer.py"
+
+
+def affine_variant(where: Path, name: str, slope: int) -> Path:
+    """The demo model as ``name``, computing y = slope * x + 1."""
+    model = where / name
+    shutil.copytree(DEMO / "models" / "affine", model)
+    config = model / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "affine"', f'name: "{name}"'))
+    code = model / "1" / "model.py"
+    code.write_text(code.read_text().replace("2 * x + 1", f"{slope} * x + 1"))
+    return model
+
+
+def tgz(model: Path, out: Path) -> Path:
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(model, arcname=model.name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clarad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clarad]:
+    base = tmp_path_factory.mktemp("repository")
+    daemon = Clarad(base / "state", CLARAD_SETTLE_SECONDS="1.0", CLARAD_RESCAN_SECONDS="2")
+    # A drop made while clarad is not running: it must be found by the start-up scan.
+    inbox = daemon.state / "inbox" / "models"
+    inbox.mkdir(parents=True)
+    tgz(DEMO / "models" / "affine", base / "affine.tgz").rename(inbox / "affine.tgz")
+    daemon.start()
+    yield daemon
+    if daemon.proc and daemon.proc.poll() is None:
+        assert daemon.stop() == 0
+        assert daemon.processes() == []
+
+
+def model(clarad: Clarad, name: str) -> dict | None:
+    return next((m for m in clarad.ask("models.list") if m["name"] == name), None)
+
+
+def test_archive_dropped_while_clarad_was_down_is_taken_at_start(clarad: Clarad) -> None:
+    accepted = wait_for(lambda: model(clarad, "affine"), 30, "affine from the start-up scan")
+    assert accepted["digest"] == tree_digest(DEMO / "models" / "affine")[0]
+    assert accepted["source"] == "inbox:affine.tgz"
+    assert not (clarad.state / "inbox" / "models" / "affine.tgz").exists()
+    assert (clarad.state / "models" / "affine" / "1" / "model.py").is_file()
+
+
+def test_slow_copy_is_not_taken_until_it_settles(clarad: Clarad, tmp_path: Path) -> None:
+    reference = affine_variant(tmp_path, "slow", 5)
+    target = clarad.state / "inbox" / "models" / "slow"
+    target.mkdir()
+    shutil.copy2(reference / "config.pbtxt", target / "config.pbtxt")
+    time.sleep(0.4)  # the writer pauses (less than settle_seconds = 1.0) between files
+    (target / "1").mkdir()
+    time.sleep(0.4)
+    shutil.copy2(reference / "1" / "model.py", target / "1" / "model.py")
+    accepted = wait_for(lambda: model(clarad, "slow"), 30, "the slowly copied model")
+    assert accepted["digest"] == tree_digest(reference)[0]
+    assert not [p for p in (clarad.state / "rejected").iterdir() if "slow" in p.name]
+
+
+def test_replacing_a_model_lets_the_running_job_finish_on_the_old_revision(clarad: Clarad, tmp_path: Path) -> None:
+    wait_for(lambda: model(clarad, "affine"), 30, "affine")
+    pipeline = f"""
+name: gated
+operators:
+- name: infer
+  command: ["{sys.executable}", "{GATED}", "affine"]
+  models: [{{name: affine}}]
+"""
+    clarad.drop_text(pipeline, "pipelines", "gated.yaml")
+    old = model(clarad, "affine")["digest"]
+
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "numbers.txt").write_text("1 2")
+    known = {job["id"] for job in clarad.ask("jobs.list")}
+    clarad.drop(first, "jobs/gated")
+    job_id = clarad.wait_new_job(known)
+    job_dir = Path(clarad.ask("jobs.show", id=job_id)["directory"])
+    wait_for((job_dir / "operators" / "infer" / "started").exists, 60, "the operator to start")
+
+    tgz(affine_variant(tmp_path / "v2", "affine", 3), tmp_path / "affine-v2.tgz")
+    clarad.drop(tmp_path / "affine-v2.tgz", "models")
+    new = wait_for(lambda: (d := model(clarad, "affine")["digest"]) != old and d, 30, "the new revision")
+    (job_dir / "input" / "go").write_text("")
+    done = clarad.wait_job_stopped(job_id)
+    assert done["status"] == "HEALTHY", done["reason"]
+    assert (job_dir / "operators" / "infer" / "result.json").read_text() == '{"y": [3.0, 5.0]}'  # 2x + 1
+    assert done["models"] == {"affine": old}
+
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "numbers.txt").write_text("1 2")
+    (second / "go").write_text("")
+    known.add(job_id)
+    clarad.drop(second, "jobs/gated")
+    after = clarad.wait_job_stopped(clarad.wait_new_job(known))
+    assert after["status"] == "HEALTHY", after["reason"]
+    assert (Path(after["directory"]) / "operators" / "infer" / "result.json").read_text() == '{"y": [4.0, 7.0]}'
+    assert after["models"] == {"affine": new}
+    assert after["instance"] == done["instance"]
+    instance = next(i for i in clarad.ask("status")["instances"] if i["id"] == after["instance"])
+    assert instance["loads"]["affine"] == 2  # reloaded once, for the new revision
+    shown = clarad.ask("models.show", model="affine")
+    assert [r["digest"] for r in shown["revisions"]] == [old]
+    assert shown["pipelines"] == ["gated"]
+    assert (clarad.state / "revisions" / "affine" / old / "1" / "model.py").is_file()
+
+
+def test_models_commands_add_show_download_rollback_remove(clarad: Clarad, tmp_path: Path) -> None:
+    source = affine_variant(tmp_path / "src", "double", 2)
+    added = clarad.cli("models", "add", str(source))
+    assert added.returncode == 0, added.stderr
+    assert "model double: revision" in added.stdout
+    assert source.is_dir()  # `models add` copies; the source stays
+    again = clarad.cli("models", "add", str(source))
+    assert "unchanged" in again.stdout
+
+    record = model(clarad, "double")
+    shown = clarad.cli("models", "show", record["id"][:6])
+    assert shown.returncode == 0 and f"model double (id {record['id']})" in shown.stdout
+
+    archive = tmp_path / "double.zip"
+    assert clarad.cli("models", "download", "double", "-o", str(archive)).returncode == 0
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    assert tree_digest(tmp_path / "unzipped" / "double")[0] == record["digest"]
+
+    refused = clarad.cli("models", "remove", "affine")
+    assert refused.returncode == 1
+    assert "model affine is needed by pipeline(s) gated; use --force" in refused.stderr
+
+    wait_for(lambda: clarad.ask("models.show", model="affine")["revisions"], 30, "a kept revision of affine")
+    live = model(clarad, "affine")["digest"]
+    kept = clarad.ask("models.show", model="affine")["revisions"][0]["digest"]
+    rolled = clarad.cli("models", "rollback", "affine")
+    assert rolled.returncode == 0, rolled.stderr
+    assert model(clarad, "affine")["digest"] == kept
+    assert tree_digest(clarad.state / "models" / "affine")[0] == kept
+    assert clarad.ask("models.show", model="affine")["revisions"][0]["digest"] == live
+
+    assert clarad.cli("models", "remove", "double").returncode == 0
+    assert model(clarad, "double") is None
+    assert not (clarad.state / "models" / "double").exists()
+    missing = clarad.cli("models", "show", "double")
+    assert missing.returncode == 1 and "no model 'double'" in missing.stderr
+
+
+def test_repository_metrics(clarad: Clarad) -> None:
+    models = clarad.ask("models.list")
+    assert clarad.metric("clarad_models") == len(models)
+    assert clarad.metric("clarad_model_bytes") == sum(m["size"] for m in models)
+    assert clarad.metric("clarad_drops_accepted_total", kind="models") >= 3
+    assert clarad.metric("clarad_model_ingest_seconds_count") >= 3

@@ -1,0 +1,117 @@
+"""Job and operator lifecycles, and which operators may run now."""
+
+from __future__ import annotations
+
+import pytest
+
+from clarad.errors import TransitionError
+from clarad.jobs import (
+    JobState,
+    OperatorState,
+    Priority,
+    doomed_operators,
+    job_transition,
+    operator_transition,
+    runnable_operators,
+)
+from clarad.pipelines import Pipeline, parse_pipeline
+
+P, R, C, F = OperatorState.PENDING, OperatorState.RUNNING, OperatorState.COMPLETED, OperatorState.FAULTED
+
+JOB_MOVES = [
+    (JobState.PENDING, "start", JobState.RUNNING),
+    (JobState.PENDING, "finish", JobState.STOPPED),
+    (JobState.RUNNING, "finish", JobState.STOPPED),
+]
+JOB_REFUSED = [
+    (JobState.RUNNING, "start"),
+    (JobState.STOPPED, "start"),
+    (JobState.STOPPED, "finish"),
+]
+OPERATOR_MOVES = [(P, "start", R), (R, "complete", C), (R, "fault", F), (P, "fault", F)]
+OPERATOR_REFUSED = [(R, "start"), (C, "start"), (F, "start"), (P, "complete"), (C, "complete"), (F, "complete"),
+                    (C, "fault"), (F, "fault")]
+
+
+@pytest.mark.parametrize(("state", "event", "target"), JOB_MOVES)
+def test_allowed_job_move(state: JobState, event: str, target: JobState) -> None:
+    assert job_transition("j1", state, event) is target
+
+
+@pytest.mark.parametrize(("state", "event"), JOB_REFUSED)
+def test_refused_job_move_names_job_state_and_event(state: JobState, event: str) -> None:
+    with pytest.raises(TransitionError) as refused:
+        job_transition("j1", state, event)
+    assert str(refused.value) == f"job j1 is {state.value}: cannot {event}"
+
+
+@pytest.mark.parametrize(("state", "event", "target"), OPERATOR_MOVES)
+def test_allowed_operator_move(state: OperatorState, event: str, target: OperatorState) -> None:
+    assert operator_transition("j1", "seg", state, event) is target
+
+
+@pytest.mark.parametrize(("state", "event"), OPERATOR_REFUSED)
+def test_refused_operator_move_names_operator_job_state_and_event(state: OperatorState, event: str) -> None:
+    with pytest.raises(TransitionError) as refused:
+        operator_transition("j1", "seg", state, event)
+    assert str(refused.value) == f"operator seg of job j1 is {state.value}: cannot {event}"
+
+
+def chain() -> Pipeline:
+    """a -> b -> c, and d independent; e reads from a and d."""
+    return parse_pipeline(
+        "name: p\noperators:\n"
+        "- {name: a, command: [x]}\n"
+        "- {name: b, command: [x], input: [{from: a}]}\n"
+        "- {name: c, command: [x], input: [{from: b}]}\n"
+        "- {name: d, command: [x]}\n"
+        "- {name: e, command: [x], input: [{from: a}, {from: d}]}\n"
+    )
+
+
+def test_operators_without_upstream_are_runnable_first() -> None:
+    assert runnable_operators(chain(), dict(a=P, b=P, c=P, d=P, e=P)) == ["a", "d"]
+
+
+def test_operator_waits_for_every_upstream_to_complete() -> None:
+    assert runnable_operators(chain(), dict(a=C, b=R, c=P, d=R, e=P)) == []
+    assert runnable_operators(chain(), dict(a=C, b=R, c=P, d=C, e=P)) == ["e"]
+
+
+def test_running_and_finished_operators_are_not_runnable() -> None:
+    assert runnable_operators(chain(), dict(a=C, b=C, c=C, d=F, e=P)) == []
+
+
+def test_nothing_is_doomed_while_nothing_faulted() -> None:
+    assert doomed_operators(chain(), dict(a=C, b=R, c=P, d=P, e=P)) == []
+
+
+def test_fault_dooms_everything_downstream_transitively() -> None:
+    assert doomed_operators(chain(), dict(a=F, b=P, c=P, d=P, e=P)) == ["b", "c", "e"]
+
+
+def test_fault_of_one_upstream_dooms_a_join() -> None:
+    assert doomed_operators(chain(), dict(a=C, b=R, c=P, d=F, e=P)) == ["e"]
+
+
+def test_only_pending_operators_are_doomed() -> None:
+    assert doomed_operators(chain(), dict(a=F, b=R, c=P, d=C, e=P)) == ["e"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("lower", Priority.LOW), ("low", Priority.LOW), ("LOW", Priority.LOW), ("normal", Priority.NORMAL),
+    ("higher", Priority.HIGH), ("High", Priority.HIGH), ("Higher", Priority.HIGH), ("immediate", Priority.IMMEDIATE),
+])
+def test_priority_parse_accepts_clara_names_and_aliases(text: str, expected: Priority) -> None:
+    assert Priority.parse(text) is expected
+
+
+def test_priority_parse_refuses_unknown_name() -> None:
+    with pytest.raises(ValueError):
+        Priority.parse("urgent")
+
+
+def test_priorities_run_immediate_then_high_normal_low() -> None:
+    ordered = sorted(Priority, key=lambda p: p.rank)
+    assert ordered == [Priority.IMMEDIATE, Priority.HIGH, Priority.NORMAL, Priority.LOW]
+    assert len({p.rank for p in Priority}) == len(Priority)

@@ -1,0 +1,183 @@
+"""placement.decide: every branch asserted as a whole Decision, plus its invariants as properties."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clarad.placement import Action, Decision, InstanceView, Reuse, decide
+
+D = {"a": "da", "b": "db", "c": "dc", "d": "dd", "e": "de"}
+
+
+def idle(id: str, loaded: dict[str, str], last_used: dict[str, float] | None = None, slot: str = "") -> InstanceView:
+    return InstanceView(id, slot or f"slot-{id}", True, loaded, last_used or {})
+
+
+def busy(id: str, loaded: dict[str, str] | None = None) -> InstanceView:
+    return InstanceView(id, f"slot-{id}", False, loaded or {})
+
+
+def test_job_without_models_needs_no_instance() -> None:
+    assert decide([], D, [idle("i0", {"a": "da"})], ["gpu0"], 8) == Decision(
+        Action.NONE, "the job's operators ask for no model")
+
+
+def test_job_asking_for_more_models_than_an_instance_holds_is_refused() -> None:
+    assert decide(["a", "b", "c"], D, [], ["gpu0"], 2) == Decision(
+        Action.REFUSE,
+        "the job asks for 3 models; one instance may hold at most 2 (max_models_per_instance)")
+
+
+def test_repeated_wanted_names_count_once() -> None:
+    decision = decide(["a", "a", "b"], D, [], ["gpu0"], 2)
+    assert decision == Decision(Action.START, "no instance is idle: starting one in slot gpu0", slot="gpu0",
+                                load=("a", "b"), reuse=Reuse.MISS)
+
+
+def test_starts_an_instance_when_none_is_idle_and_a_slot_is_free() -> None:
+    assert decide(["a", "b"], D, [busy("i0", {"a": "da"})], ["gpu1", "gpu2"], 8) == Decision(
+        Action.START, "no instance is idle: starting one in slot gpu1", slot="gpu1", load=("a", "b"),
+        reuse=Reuse.MISS)
+
+
+def test_waits_when_every_instance_is_leased_and_no_slot_is_free() -> None:
+    assert decide(["a"], D, [busy("i0", {"a": "da"}), busy("i1")], [], 8) == Decision(
+        Action.WAIT, "all 2 instance(s) are leased and no slot is free")
+
+
+def test_waits_when_there_are_no_instances_and_no_slots() -> None:
+    assert decide(["a"], D, [], [], 8).action is Action.WAIT
+
+
+def test_reuse_hit_loads_nothing() -> None:
+    assert decide(["a", "b"], D, [idle("i0", {"a": "da", "b": "db"})], ["gpu1"], 8) == Decision(
+        Action.REUSE, "instance i0 holds 2 of 2 wanted model(s)", instance="i0", reuse=Reuse.HIT)
+
+
+def test_reuse_partial_loads_only_what_is_missing() -> None:
+    assert decide(["a", "b", "c"], D, [idle("i0", {"b": "db"})], ["gpu1"], 8) == Decision(
+        Action.REUSE, "instance i0 holds 1 of 3 wanted model(s); loading a, c", instance="i0", load=("a", "c"),
+        reuse=Reuse.PARTIAL)
+
+
+def test_reuse_miss_of_zero_overlap_idle_instance_when_no_slot_is_free() -> None:
+    assert decide(["a"], D, [idle("i0", {"b": "db"}), busy("i1", {"a": "da"})], [], 8) == Decision(
+        Action.REUSE, "instance i0 holds 0 of 1 wanted model(s); loading a", instance="i0", load=("a",),
+        reuse=Reuse.MISS)
+
+
+def test_zero_overlap_idle_instance_keeps_its_models_when_a_slot_is_free() -> None:
+    assert decide(["a"], D, [idle("i0", {"b": "db"})], ["gpu1"], 8) == Decision(
+        Action.START, "no idle instance holds any wanted model: starting one in slot gpu1", slot="gpu1",
+        load=("a",), reuse=Reuse.MISS)
+
+
+def test_prefers_the_idle_instance_with_most_wanted_models() -> None:
+    views = [idle("i0", {"a": "da"}), idle("i1", {"a": "da", "b": "db"}), busy("i2", {"a": "da", "b": "db", "c": "dc"})]
+    assert decide(["a", "b", "c"], D, views, ["gpu3"], 8) == Decision(
+        Action.REUSE, "instance i1 holds 2 of 3 wanted model(s); loading c", instance="i1", load=("c",),
+        reuse=Reuse.PARTIAL)
+
+
+def test_tie_goes_to_the_instance_holding_fewest_other_models() -> None:
+    views = [idle("i0", {"a": "da", "c": "dc", "d": "dd"}), idle("i1", {"a": "da", "e": "de"})]
+    assert decide(["a"], D, views, [], 8) == Decision(
+        Action.REUSE, "instance i1 holds 1 of 1 wanted model(s)", instance="i1", reuse=Reuse.HIT)
+
+
+def test_full_tie_goes_to_the_lowest_id() -> None:
+    views = [idle("i2", {"a": "da"}), idle("i1", {"a": "da"}), idle("i3", {"a": "da"})]
+    assert decide(["a"], D, views, [], 8).instance == "i1"
+
+
+def test_model_loaded_at_a_stale_revision_counts_as_not_loaded() -> None:
+    assert decide(["a", "b"], D, [idle("i0", {"a": "old", "b": "db"})], [], 8) == Decision(
+        Action.REUSE, "instance i0 holds 1 of 2 wanted model(s); loading a", instance="i0", load=("a",),
+        reuse=Reuse.PARTIAL)
+
+
+def test_current_revision_beats_stale_one_when_choosing() -> None:
+    views = [idle("i0", {"a": "old"}), idle("i1", {"a": "da"})]
+    assert decide(["a"], D, views, [], 8).instance == "i1"
+
+
+def test_stale_overlap_reloads_in_the_running_instance_even_when_a_slot_is_free() -> None:
+    decision = decide(["a"], D, [idle("i0", {"a": "old"})], ["gpu1"], 8)
+    assert (decision.action, decision.instance, decision.load, decision.reuse) == (
+        Action.REUSE, "i0", ("a",), Reuse.MISS)
+
+
+def test_empty_idle_instance_is_reused_rather_than_starting_another() -> None:
+    decision = decide(["a"], D, [idle("i0", {})], ["gpu1"], 8)
+    assert (decision.action, decision.instance, decision.load) == (Action.REUSE, "i0", ("a",))
+
+
+def test_unloads_least_recently_used_extras_beyond_max_models() -> None:
+    view = idle("i0", {"a": "da", "b": "db", "c": "dc", "d": "dd"}, last_used={"b": 30.0, "c": 10.0, "d": 20.0})
+    assert decide(["a", "e"], D, [view], [], 3) == Decision(
+        Action.REUSE, "instance i0 holds 1 of 2 wanted model(s); loading e; unloading c, d to stay within 3",
+        instance="i0", load=("e",), unload=("c", "d"), reuse=Reuse.PARTIAL)
+
+
+def test_never_used_extras_go_first_then_by_name() -> None:
+    view = idle("i0", {"z": "dz", "y": "dy", "x": "dx"}, last_used={"x": 5.0})
+    decision = decide(["a"], D, [view], [], 2)
+    assert decision.unload == ("y", "z")
+
+
+def test_extras_within_the_limit_stay_loaded() -> None:
+    decision = decide(["a"], D, [idle("i0", {"a": "da", "b": "db"})], [], 2)
+    assert (decision.unload, decision.reuse) == ((), Reuse.HIT)
+
+
+# -- properties ----------------------------------------------------------------------------------
+
+NAMES = ["m0", "m1", "m2", "m3", "m4", "m5"]
+REVISIONS = ["r0", "r1"]
+
+
+@st.composite
+def situations(draw: st.DrawFn) -> tuple[list[str], dict[str, str], list[InstanceView], list[str], int]:
+    max_models = draw(st.integers(1, 5))
+    digests = {name: draw(st.sampled_from(REVISIONS)) for name in NAMES}
+    wanted = draw(st.lists(st.sampled_from(NAMES), max_size=6))
+    count = draw(st.integers(0, 4))
+    instances = []
+    for n in range(count):
+        names = draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=max_models))
+        loaded = {name: draw(st.sampled_from(REVISIONS)) for name in names}
+        last_used = {name: draw(st.floats(0, 100)) for name in names}
+        instances.append(InstanceView(f"i{n}", f"s{n}", draw(st.booleans()), loaded, last_used))
+    free = draw(st.lists(st.sampled_from(["g0", "g1", "g2"]), unique=True, max_size=2))
+    return wanted, digests, instances, free, max_models
+
+
+@given(situations())
+def test_decision_respects_placement_rules(situation: tuple[list[str], dict[str, str], list[InstanceView], list[str], int]) -> None:
+    wanted, digests, instances, free, max_models = situation
+    want = set(wanted)
+    decision = decide(wanted, digests, instances, free, max_models)
+    if not want:
+        assert decision.action is Action.NONE
+        return
+    if len(want) > max_models:
+        assert decision.action is Action.REFUSE
+        return
+    if decision.action is Action.START:
+        assert decision.slot in free
+        assert set(decision.load) == want
+    elif decision.action is Action.WAIT:
+        assert not free and not any(view.idle for view in instances)
+    else:
+        assert decision.action is Action.REUSE
+        chosen = next(view for view in instances if view.id == decision.instance)
+        assert chosen.idle
+        current = {name for name, digest in chosen.loaded.items() if digests.get(name) == digest}
+        assert set(decision.load) | (current & want) == want
+        assert not set(decision.load) & current
+        after = (set(chosen.loaded) - set(decision.unload)) | set(decision.load)
+        assert len(after) <= max_models
+        assert want <= after
+        assert not set(decision.unload) & want
+        assert set(decision.unload) <= set(chosen.loaded)

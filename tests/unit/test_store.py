@@ -1,0 +1,206 @@
+"""SQLite state on a real file: job and operator transitions, lookups, schema version, children."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clarad.errors import ClaradError, TransitionError
+from clarad.jobs import JobStatus
+from clarad.store import MIGRATIONS, Store
+
+JOB = "0123456789abcdef0123456789abcdef"
+OTHER = "0123ffffffffffffffffffffffffffff"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "clarad.db")
+    yield opened
+    opened.close()
+
+
+def states(store: Store, job_id: str = JOB) -> dict[str, tuple[str, str | None]]:
+    job = store.job(job_id)
+    assert job is not None
+    return {op["name"]: (op["state"], op["reason"]) for op in job["operators"]}
+
+
+def test_new_job_is_pending_with_pending_operators_in_order(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["b", "a", "c"], now=10.0)
+    job = store.job(JOB)
+    assert job is not None
+    assert {k: job[k] for k in ("id", "pipeline", "name", "priority", "state", "status", "created_at", "models")} == {
+        "id": JOB, "pipeline": "seg", "name": "scan-1", "priority": "normal", "state": "PENDING", "status": None,
+        "created_at": 10.0, "models": {}}
+    assert [(op["name"], op["position"], op["state"]) for op in job["operators"]] == [
+        ("b", 0, "PENDING"), ("a", 1, "PENDING"), ("c", 2, "PENDING")]
+
+
+def test_job_runs_and_finishes_healthy(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["a"], now=10.0)
+    store.start_job(JOB, "triton-0", now=11.0)
+    store.note_job_models(JOB, {"affine": "d1"})
+    store.move_operator(JOB, "a", "start", now=12.0)
+    store.move_operator(JOB, "a", "complete", now=13.0, exit_code=0)
+    store.finish_job(JOB, JobStatus.HEALTHY, "all operators completed", now=14.0)
+    job = store.job(JOB)
+    assert job is not None
+    assert (job["state"], job["status"], job["reason"], job["instance"], job["models"]) == (
+        "STOPPED", "HEALTHY", "all operators completed", "triton-0", {"affine": "d1"})
+    assert (job["started_at"], job["stopped_at"]) == (11.0, 14.0)
+    (op,) = job["operators"]
+    assert (op["state"], op["exit_code"], op["started_at"], op["stopped_at"]) == ("COMPLETED", 0, 12.0, 13.0)
+
+
+def test_finish_faults_leftover_operators_with_the_job_reason(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["a", "b", "c", "d"], now=1.0)
+    store.start_job(JOB, None, now=2.0)
+    store.move_operator(JOB, "a", "start", now=3.0)
+    store.move_operator(JOB, "a", "complete", now=4.0, exit_code=0)
+    store.move_operator(JOB, "b", "start", now=4.0)
+    store.move_operator(JOB, "d", "start", now=4.0)
+    store.move_operator(JOB, "d", "fault", now=5.0, reason="killed by SIGKILL", exit_code=-9)
+    store.finish_job(JOB, JobStatus.FAULTED, "timed out after 600 s", now=600.0)
+    assert states(store) == {
+        "a": ("COMPLETED", None),
+        "b": ("FAULTED", "timed out after 600 s"),
+        "c": ("FAULTED", "timed out after 600 s"),
+        "d": ("FAULTED", "killed by SIGKILL"),
+    }
+
+
+def test_pending_job_can_be_canceled_before_it_runs(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["a"], now=1.0)
+    store.finish_job(JOB, JobStatus.CANCELED, "canceled before it started", now=2.0)
+    job = store.job(JOB)
+    assert job is not None and (job["state"], job["status"], job["started_at"]) == ("STOPPED", "CANCELED", None)
+    assert states(store) == {"a": ("FAULTED", "canceled before it started")}
+
+
+def test_starting_a_running_job_is_refused_and_changes_nothing(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["a"], now=1.0)
+    store.start_job(JOB, "triton-0", now=2.0)
+    with pytest.raises(TransitionError, match=f"job {JOB} is RUNNING: cannot start"):
+        store.start_job(JOB, "triton-1", now=3.0)
+    job = store.job(JOB)
+    assert job is not None and (job["instance"], job["started_at"]) == ("triton-0", 2.0)
+
+
+def test_finishing_a_stopped_job_is_refused_and_changes_nothing(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["a"], now=1.0)
+    store.finish_job(JOB, JobStatus.HEALTHY, "done", now=2.0)
+    with pytest.raises(TransitionError, match="is STOPPED: cannot finish"):
+        store.finish_job(JOB, JobStatus.FAULTED, "late", now=3.0)
+    job = store.job(JOB)
+    assert job is not None and (job["status"], job["reason"], job["stopped_at"]) == ("HEALTHY", "done", 2.0)
+
+
+def test_refused_operator_move_changes_nothing(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["a"], now=1.0)
+    with pytest.raises(TransitionError, match=f"operator a of job {JOB} is PENDING: cannot complete"):
+        store.move_operator(JOB, "a", "complete", now=2.0, exit_code=0)
+    assert states(store) == {"a": ("PENDING", None)}
+
+
+def test_starting_an_unknown_job_is_refused(store: Store) -> None:
+    with pytest.raises(ClaradError, match="no job nope"):
+        store.start_job("nope", None, now=1.0)
+
+
+def test_moving_an_unknown_operator_is_refused_with_a_reason(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["a"], now=1.0)
+    with pytest.raises(ClaradError):
+        store.move_operator(JOB, "ghost", "start", now=2.0)
+
+
+def test_job_found_by_unique_prefix(store: Store) -> None:
+    store.create_job(JOB, "seg", "one", "normal", ["a"], now=1.0)
+    store.create_job(OTHER, "seg", "two", "normal", ["a"], now=2.0)
+    found = store.job("01234")
+    assert found is not None and found["name"] == "one"
+    exact = store.job(OTHER)
+    assert exact is not None and exact["name"] == "two"
+    assert store.job("9") is None
+
+
+def test_ambiguous_prefix_is_refused(store: Store) -> None:
+    store.create_job(JOB, "seg", "one", "normal", ["a"], now=1.0)
+    store.create_job(OTHER, "seg", "two", "normal", ["a"], now=2.0)
+    with pytest.raises(ClaradError, match="job id prefix 0123 is ambiguous"):
+        store.job("0123")
+
+
+def test_like_wildcards_in_a_prefix_are_literal(store: Store) -> None:
+    store.create_job(JOB, "seg", "one", "normal", ["a"], now=1.0)
+    assert store.job("_") is None
+    assert store.job("%") is None
+
+
+def test_jobs_list_newest_first(store: Store) -> None:
+    store.create_job(JOB, "seg", "older", "normal", [], now=1.0)
+    store.create_job(OTHER, "seg", "newer", "normal", [], now=2.0)
+    assert [job["name"] for job in store.jobs()] == ["newer", "older"]
+    assert [job["name"] for job in store.jobs(limit=1)] == ["newer"]
+
+
+def test_job_counts_by_state_and_status(store: Store) -> None:
+    for n, fate in enumerate([None, None, "run", JobStatus.HEALTHY, JobStatus.HEALTHY, JobStatus.FAULTED]):
+        job_id = f"{n:032x}"
+        store.create_job(job_id, "seg", f"j{n}", "normal", ["a"], now=float(n))
+        if fate == "run":
+            store.start_job(job_id, None, now=10.0)
+        elif isinstance(fate, JobStatus):
+            store.finish_job(job_id, fate, "r", now=10.0)
+    assert store.job_counts() == {"PENDING": 2, "RUNNING": 1, "STOPPED": 3, "HEALTHY": 2, "FAULTED": 1}
+
+
+def test_database_from_a_newer_clarad_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "clarad.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(ClaradError, match=f"schema version 99 is newer than this clarad understands \\({len(MIGRATIONS)}\\)"):
+        Store(path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 99
+    assert db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    db.close()
+
+
+def test_refused_database_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "clarad.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE future (x)")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(ClaradError):
+        Store(path)
+    assert path.read_bytes() == before
+
+
+def test_reopening_keeps_data_and_schema_version(tmp_path: Path) -> None:
+    first = Store(tmp_path / "clarad.db")
+    first.create_job(JOB, "seg", "one", "normal", ["a"], now=1.0)
+    first.close()
+    again = Store(tmp_path / "clarad.db")
+    try:
+        assert again.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert [job["id"] for job in again.jobs()] == [JOB]
+    finally:
+        again.close()
+
+
+def test_children_are_recorded_and_forgotten(store: Store) -> None:
+    store.record_child(101, 5.5, "triton", "triton-0")
+    store.record_child(202, 6.5, "operator", "job j op a")
+    store.record_child(101, 7.5, "triton", "triton-0 again")  # a reused pid replaces the old record
+    assert sorted((c["pid"], c["create_time"], c["kind"], c["label"]) for c in store.children()) == [
+        (101, 7.5, "triton", "triton-0 again"), (202, 6.5, "operator", "job j op a")]
+    store.forget_child(101)
+    store.forget_child(999)
+    assert [c["pid"] for c in store.children()] == [202]
