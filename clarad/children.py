@@ -86,6 +86,22 @@ async def stop(child: Child, grace: float) -> int:
     return await child.proc.wait()
 
 
+def resident_mb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in MB (0 once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total // (1024 * 1024)
+
+
 def stop_group_remains(child: Child) -> None:
     """After the leader exited: KILL anything it left running in its group."""
     _signal_group(child.pid, signal.SIGKILL)

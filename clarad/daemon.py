@@ -399,6 +399,7 @@ class Daemon:
             return await run_operator(
                 expand(op.argv, env), env, workspace, op.name, f"{job.id}/{op.name}", self.store.record_child,
                 self.store.forget_child, self.settings.operator_stop_grace_seconds, self.settings.operator_user,
+                op.requests.memory,
             )
         finally:
             await self._give_gpus(gpus)

@@ -139,9 +139,12 @@ async def run_operator(
     forget: Callable[[int], None],
     grace: float,
     user: Optional[str] = None,
+    memory_mb: Optional[int] = None,
 ) -> Outcome:
     """Run one operator to its end. If the caller cancels (job timeout, cancel, shutdown), the
-    operator's process group is stopped and reaped before the cancellation goes on."""
+    operator's process group is stopped and reaped before the cancellation goes on. With
+    ``memory_mb`` (Clara's ``requests.memory``), an operator whose processes together use more
+    resident memory is stopped."""
     with open(workspace.log_file(op_name), "ab", buffering=0) as log_file:
         try:
             child = await children.spawn(
@@ -151,11 +154,33 @@ async def run_operator(
         except OSError as exc:
             return Outcome(False, f"cannot start {argv[0]!r}: {exc.strerror or exc}", None)
         try:
-            code = await child.proc.wait()
+            over = await _wait_within_memory(child, memory_mb)
+            code = await children.stop(child, grace) if over else child.proc.returncode
         except asyncio.CancelledError:
             await children.stop(child, grace)
             forget(child.pid)
             raise
         children.stop_group_remains(child)
         forget(child.pid)
+    assert code is not None
+    if over:
+        return Outcome(False, f"used {over} MB of memory, more than requests.memory ({memory_mb} MB): stopped", code)
     return Outcome(code == 0, children.describe_exit(code), code)
+
+
+MEMORY_POLL = 0.25  # seconds between memory checks of an operator with requests.memory
+
+
+async def _wait_within_memory(child: children.Child, memory_mb: Optional[int]) -> int:
+    """Wait for the child to exit; return 0, or the MB it used once it went over ``memory_mb``."""
+    if not memory_mb:
+        await child.proc.wait()
+        return 0
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(child.proc.wait()), MEMORY_POLL)
+            return 0
+        except asyncio.TimeoutError:
+            used = children.resident_mb(child.pid)
+            if used > memory_mb:
+                return used

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 
@@ -101,6 +102,54 @@ operators:
     assert (after["state"], after["reason"]) == ("FAULTED", "not run: an operator it reads from faulted")
     assert (Path(job["directory"]) / "logs" / "breaks.log").read_text() == "boom\n"
     assert clarad.cli("jobs", "show", job["id"][:10]).stdout.count("FAULTED") >= 2
+
+
+def test_operator_over_its_memory_request_is_stopped(clarad: Clarad) -> None:
+    clarad.drop_text(f"""
+name: hungry
+operators:
+- name: eats
+  command: ["{sys.executable}", "-c", "import time; block = bytearray(300 << 20); time.sleep(60)"]
+  requests: {{memory: 100}}
+""", "pipelines", "hungry.yaml")
+    job = run_job(clarad, "hungry", "x", "payload.txt")
+    assert job["status"] == "FAULTED"
+    assert "more than requests.memory (100 MB): stopped" in job["reason"]
+    assert job["operators"][0]["exit_code"] == -15  # SIGTERM, well before the 60 s sleep ends
+
+
+def test_job_past_its_timeout_is_faulted_and_its_operator_stopped(clarad: Clarad, tmp_path: Path) -> None:
+    pidfile = tmp_path / "sleeper.pid"
+    clarad.drop_text(f"""
+name: slow
+timeout: 1
+operators:
+- name: sleeps
+  command: ["{sys.executable}", "-c", "import os, time; open('{pidfile}', 'w').write(str(os.getpid())); time.sleep(120)"]
+""", "pipelines", "slow.yaml")
+    job = run_job(clarad, "slow", "x", "payload.txt")
+    assert (job["status"], job["reason"]) == ("FAULTED", "timed out after 1 s")
+    assert job["operators"][0]["state"] == "FAULTED"
+    assert not psutil.pid_exists(int(pidfile.read_text()))
+
+
+def test_cancel_stops_a_running_job(clarad: Clarad, tmp_path: Path) -> None:
+    clarad.drop_text(f"""
+name: long
+operators:
+- name: waits
+  command: ["{sys.executable}", "-c", "import time; print('waiting', flush=True); time.sleep(120)"]
+""", "pipelines", "long.yaml")
+    known = {job["id"] for job in clarad.ask("jobs.list")}
+    clarad.drop_text("x", "jobs/long", "payload.txt")
+    job_id = clarad.wait_new_job(known)
+    log = Path(clarad.ask("jobs.show", id=job_id)["directory"]) / "logs" / "waits.log"
+    wait_for(lambda: log.exists() and log.read_text() == "waiting\n", 30, "the operator to run")
+    canceled = clarad.cli("jobs", "cancel", job_id)
+    assert canceled.returncode == 0, canceled.stderr
+    job = clarad.wait_job_stopped(job_id)
+    assert (job["status"], job["reason"]) == ("CANCELED", "canceled")
+    assert clarad.cli("jobs", "cancel", job_id).stderr.strip() == f"clarad: job {job_id} already stopped (CANCELED)"
 
 
 def test_bad_drops_are_rejected_with_a_reason_and_the_daemon_keeps_running(clarad: Clarad, tmp_path: Path) -> None:

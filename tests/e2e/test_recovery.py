@@ -1,0 +1,61 @@
+"""clarad killed at the worst moment: the next start accounts for every child and every job."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import psutil
+
+from tests.e2e.clarad_process import DEMO, Clarad
+from tests.waiting import wait_for
+
+GATED = Path(__file__).parent / "operators" / "gated_infer.py"
+
+
+def test_restart_after_a_crash_stops_leftovers_and_faults_the_running_job(tmp_path: Path) -> None:
+    clarad = Clarad(tmp_path / "state").start()
+    clarad.drop(DEMO / "models" / "affine", "models")
+    wait_for(lambda: clarad.ask("models.list"), 30, "the model")
+    clarad.drop_text(f"""
+name: gated
+operators:
+- name: infer
+  command: ["{sys.executable}", "{GATED}", "affine"]
+  models: [{{name: affine}}]
+""", "pipelines", "gated.yaml")
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "numbers.txt").write_text("1")
+    clarad.drop(payload, "jobs/gated")
+    job_id = clarad.wait_new_job(set())
+    job_dir = Path(clarad.ask("jobs.show", id=job_id)["directory"])
+    wait_for((job_dir / "operators" / "infer" / "started").exists, 60, "the operator to start")
+    children = psutil.Process(clarad.proc.pid).children(recursive=True)
+    assert any("gated_infer.py" in " ".join(c.cmdline()) for c in children)
+    assert clarad.processes()
+
+    clarad.proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    clarad.proc.wait(10)
+    assert all(c.is_running() for c in children), "children outlive a SIGKILLed clarad until the next start"
+
+    queued = tmp_path / "queued"
+    queued.mkdir()
+    (queued / "numbers.txt").write_text("7")
+    (queued / "go").write_text("")
+    (tmp_path / "queued").rename(clarad.state / "inbox" / "jobs" / "gated" / "queued")  # dropped while down
+
+    clarad.start()
+    gone = psutil.wait_procs(children, timeout=30)[1]
+    assert gone == [], f"left running after restart: {gone}"
+    crashed = clarad.ask("jobs.show", id=job_id)
+    assert (crashed["state"], crashed["status"]) == ("STOPPED", "FAULTED")
+    assert crashed["reason"] == "clarad stopped while the job was running"
+    assert crashed["operators"][0]["state"] == "FAULTED"
+
+    later = clarad.wait_job_stopped(clarad.wait_new_job({job_id}))
+    assert later["status"] == "HEALTHY", later["reason"]
+    assert (Path(later["directory"]) / "operators" / "infer" / "result.json").read_text() == '{"y": [15.0]}'
+    assert clarad.stop() == 0
+    assert clarad.processes() == []
