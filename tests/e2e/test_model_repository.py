@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tritonclient.grpc as grpcclient
 
 from clarad.repository import tree_digest
 from tests.e2e.clarad_process import DEMO, Clarad
@@ -164,6 +165,18 @@ def test_models_commands_add_show_download_rollback_remove(clarad: Clarad, tmp_p
     assert not (clarad.state / "models" / "double").exists()
     missing = clarad.cli("models", "show", "double")
     assert missing.returncode == 1 and "no model 'double'" in missing.stderr
+
+
+def test_forced_removal_unloads_the_model_from_idle_instances(clarad: Clarad) -> None:
+    holder = next(i for i in clarad.ask("status")["instances"] if "affine" in i["models"])
+    assert holder["state"] == "idle"
+    removed = clarad.cli("models", "remove", "affine", "--force")
+    assert removed.returncode == 0, removed.stderr
+    index = grpcclient.InferenceServerClient(holder["grpc"])
+    wait_for(lambda: not index.is_model_ready("affine"), 30, "Triton to unload affine")
+    assert all("affine" not in i["models"] for i in clarad.ask("status")["instances"])
+    assert not (clarad.state / "models" / "affine").exists()
+    assert not (clarad.state / "revisions" / "affine").exists()
 
 
 def test_repository_metrics(clarad: Clarad) -> None:
