@@ -178,6 +178,10 @@ class Ingest:
         except FileNotFoundError:
             log.warning("%s vanished before it could be rejected: %s", drop.path, reason)
             return
+        except OSError as exc:  # e.g. a directory owned by another user: it stays, the next rescan tries again
+            log.error("rejected %s/%s: %s; it stays in the inbox because it cannot be moved to rejected/ (%s)",
+                      drop.kind, drop.path.name, reason, exc.strerror or exc)
+            return
         Path(f"{target}.reason").write_text(reason + "\n", encoding="utf-8")
         self.metrics.drops_rejected.labels(drop.kind, label).inc()
         log.warning("rejected %s/%s: %s (kept as %s)", drop.kind, drop.path.name, reason, target.name)

@@ -1,0 +1,28 @@
+"""Instance slots from discovered GPUs, with the stand-in that hosts without NVML use."""
+
+from clarad.gpus import Gpu, NvmlGpus, Slot, StaticGpus, slots
+
+A100 = Gpu(0, "GPU-aaaa", "NVIDIA A100", 80 << 30)
+H100 = Gpu(1, "GPU-bbbb", "NVIDIA H100", 80 << 30)
+
+
+def test_each_gpu_gets_its_slots_pinned_by_uuid() -> None:
+    assert slots([A100, H100], per_gpu=2, cpu_instances=4) == [
+        Slot("gpu0-0", "GPU-aaaa"), Slot("gpu0-1", "GPU-aaaa"), Slot("gpu1-0", "GPU-bbbb"), Slot("gpu1-1", "GPU-bbbb"),
+    ]
+
+
+def test_no_gpu_gives_cpu_slots_that_hide_every_gpu() -> None:
+    assert slots([], per_gpu=2, cpu_instances=3) == [Slot("cpu-0", ""), Slot("cpu-1", ""), Slot("cpu-2", "")]
+
+
+def test_stand_in_returns_what_it_was_given_as_a_copy() -> None:
+    gpus = StaticGpus([A100])
+    found = gpus.discover()
+    found.append(H100)
+    assert gpus.discover() == [A100]
+
+
+def test_nvml_discovery_never_raises() -> None:
+    found = NvmlGpus().discover()  # no driver here: an empty list; on a GPU host: the GPUs
+    assert isinstance(found, list) and all(isinstance(gpu, Gpu) for gpu in found)
