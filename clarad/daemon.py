@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,12 +27,12 @@ from clarad.config import Settings
 from clarad.errors import ClaradError, ModelRejected, TritonError
 from clarad.gpus import Gpus, NvmlGpus, StaticGpus, slots
 from clarad.ingest import Ingest
-from clarad.jobs import JobState, JobStatus, OperatorState, Priority, doomed_operators, runnable_operators
+from clarad.jobs import JobState, JobStatus, Priority, QueuedJob
 from clarad.layout import Layout
 from clarad.metrics import Metrics
-from clarad.operators import Endpoints, Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
-from clarad.pipelines import Operator, Pipeline, parse_pipeline
+from clarad.pipelines import parse_pipeline
 from clarad.placement import Action, Decision
+from clarad.runner import JobRunner
 from clarad.pool import Instance, Pool
 from clarad.store import Store
 from clarad.systemd import notify, watchdog_interval
@@ -42,15 +41,6 @@ from clarad.triton import LaunchSpec, TritonServer, find_binary, prepare_launch
 log = logging.getLogger("clarad")
 
 SETTLE_POLL = 0.1  # seconds between looks at drops that are still being written
-
-
-@dataclass
-class QueuedJob:
-    id: str
-    name: str
-    pipeline: Pipeline
-    priority: Priority
-    created_at: float
 
 
 class Daemon:
@@ -82,12 +72,11 @@ class Daemon:
                                  self.settings.archive_max_ratio)
         self.ingest = Ingest(self.layout, self.store, self.metrics, limits, self.settings.model_revisions_kept)
         self.gpus = self.gpu_source.discover()
-        self.free_gpus = {gpu.uuid for gpu in self.gpus}
-        self.gpus_freed = asyncio.Condition()
         self.pool = Pool(slots(self.gpus, self.settings.instances_per_gpu, self.settings.cpu_instances))
         log.info("clarad %s: state in %s; %s; %d instance slot(s)", __version__, self.layout.root,
                  f"{len(self.gpus)} GPU(s)" if self.gpus else "no GPU, CPU instances", len(self.pool.slots))
         self._prepare_triton()
+        self.runner = JobRunner(self.settings, self.layout, self.store, self.metrics, self.launch, self.gpus, self._publish)
         self._recover_jobs()
         server = await control.serve(control.socket_path(self.layout.root), self._handle)
         http = self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
@@ -283,7 +272,7 @@ class Daemon:
         self.store.start_job(job.id, instance.id if instance else None, started)
         self._publish()
         try:
-            status, reason = await asyncio.wait_for(self._job_body(job, decision, instance), timeout)
+            status, reason = await asyncio.wait_for(self.runner.run(job, decision, instance), timeout)
         except asyncio.TimeoutError:
             status, reason = JobStatus.FAULTED, f"timed out after {timeout:g} s"
         except TritonError as exc:
@@ -304,120 +293,6 @@ class Daemon:
             else:
                 await self._stop_instance(instance)
         self._schedule()
-
-    async def _job_body(self, job: QueuedJob, decision: Decision, instance: Optional[Instance]) -> tuple[JobStatus, str]:
-        workspace = Workspace(self.layout.job_dir(job.id))
-        prepare_workspace(workspace, job.pipeline)
-        endpoints = None
-        if instance is not None:
-            endpoints = await self._prepare_instance(instance, decision, job)
-        return await self._run_operators(job, workspace, endpoints)
-
-    async def _prepare_instance(self, instance: Instance, decision: Decision, job: QueuedJob) -> Endpoints:
-        """Start the instance if new; load exactly the wanted models it lacks; all ready before returning."""
-        if instance.server is None:
-            assert self.launch is not None
-            instance.server = await TritonServer.start(
-                instance.id, instance.slot.id, instance.slot.cuda_visible_devices, self.launch, self.layout.models,
-                self.layout.triton / "logs", self.store.record_child, self.settings.triton_start_timeout_seconds,
-                os.environ,
-            )
-            instance.state = "leased"
-            log.info("instance %s started on %s: grpc %s, http %s", instance.id, instance.slot.id,
-                     instance.server.ports.grpc_uri, instance.server.ports.http_uri)
-            self._publish()
-        server = instance.server
-        for name in decision.unload:
-            await server.unload(name)
-            instance.loaded.pop(name, None)
-            log.info("instance %s: unloaded %s to make room", instance.id, name)
-        wanted = job.pipeline.model_names
-        digests = self.store.model_digests()  # again: a model may have been replaced since the decision
-        for name in wanted:
-            if instance.loaded.get(name) == digests[name]:
-                continue
-            began = time.monotonic()
-            instance.loaded.pop(name, None)
-            await server.load(name)
-            took = time.monotonic() - began
-            instance.loaded[name] = digests[name]
-            instance.loads[name] = instance.loads.get(name, 0) + 1
-            self.metrics.model_loads.labels(name).inc()
-            self.metrics.model_load_seconds.observe(took)
-            log.info("instance %s: loaded %s (revision %s) in %.2f s", instance.id, name, digests[name][:12], took)
-        missing = set(wanted) - await server.ready_models()
-        if missing:
-            raise TritonError(f"instance {instance.id}: model(s) {', '.join(sorted(missing))} not ready after loading")
-        self.store.note_job_models(job.id, {name: instance.loaded[name] for name in wanted})
-        return Endpoints(server.ports.grpc_uri, server.ports.http_uri)
-
-    async def _run_operators(self, job: QueuedJob, workspace: Workspace, endpoints: Optional[Endpoints]) -> tuple[JobStatus, str]:
-        """Run the DAG: start every operator whose inputs are complete; stop when nothing more can run."""
-        pipeline = job.pipeline
-        states = {op.name: OperatorState.PENDING for op in pipeline.operators}
-        tasks: dict[asyncio.Task[Outcome], str] = {}
-        first_fault: Optional[str] = None
-        try:
-            while True:
-                for name in runnable_operators(pipeline, states):
-                    states[name] = OperatorState.RUNNING
-                    self.store.move_operator(job.id, name, "start", time.time())
-                    tasks[asyncio.create_task(self._operator(job, pipeline.operator(name), workspace, endpoints))] = name
-                if not tasks:
-                    break
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    name = tasks.pop(task)
-                    outcome = task.result()
-                    if outcome.ok:
-                        states[name] = OperatorState.COMPLETED
-                        self.store.move_operator(job.id, name, "complete", time.time(), None, outcome.exit_code)
-                    else:
-                        states[name] = OperatorState.FAULTED
-                        reason = f"{outcome.reason} (log: jobs/{job.id}/logs/{name}.log)"
-                        self.store.move_operator(job.id, name, "fault", time.time(), reason, outcome.exit_code)
-                        first_fault = first_fault or f'operator "{name}" {reason}'
-                    log.info("job %s: operator %s %s", job.id, name, outcome.reason)
-                for name in doomed_operators(pipeline, states):
-                    states[name] = OperatorState.FAULTED
-                    self.store.move_operator(job.id, name, "fault", time.time(), "not run: an operator it reads from faulted")
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if first_fault:
-            return JobStatus.FAULTED, first_fault
-        return JobStatus.HEALTHY, f"all {len(pipeline.operators)} operator(s) completed"
-
-    async def _operator(self, job: QueuedJob, op: Operator, workspace: Workspace, endpoints: Optional[Endpoints]) -> Outcome:
-        wanted = op.requests.gpu
-        if wanted > len(self.gpus):
-            return Outcome(False, f"requests {wanted} GPU(s); this host has {len(self.gpus)}", None)
-        gpus = await self._take_gpus(wanted)
-        try:
-            env = operator_env(os.environ, op, job.id, job.name, workspace, endpoints, ",".join(gpus))
-            return await run_operator(
-                expand(op.argv, env), env, workspace, op.name, f"{job.id}/{op.name}", self.store.record_child,
-                self.store.forget_child, self.settings.operator_stop_grace_seconds, self.settings.operator_user,
-                op.requests.memory,
-            )
-        finally:
-            await self._give_gpus(gpus)
-
-    async def _take_gpus(self, count: int) -> list[str]:
-        if count == 0:
-            return []
-        async with self.gpus_freed:
-            await self.gpus_freed.wait_for(lambda: len(self.free_gpus) >= count)
-            taken = sorted(self.free_gpus)[:count]
-            self.free_gpus -= set(taken)
-        return taken
-
-    async def _give_gpus(self, gpus: list[str]) -> None:
-        if gpus:
-            async with self.gpus_freed:
-                self.free_gpus |= set(gpus)
-                self.gpus_freed.notify_all()
 
     def _finish(self, job_id: str, status: JobStatus, reason: str) -> None:
         self.store.finish_job(job_id, status, reason, time.time())

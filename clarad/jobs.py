@@ -12,6 +12,7 @@ A move from a state the table does not allow raises TransitionError and changes 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 
 from clarad.errors import TransitionError
@@ -52,6 +53,17 @@ class Priority(str, Enum):
     def rank(self) -> int:
         """Smaller runs first."""
         return {"immediate": 0, "high": 1, "normal": 2, "low": 3}[self.value]
+
+
+@dataclass
+class QueuedJob:
+    """A job waiting for (or holding) its instance: what placement and the runner need of it."""
+
+    id: str
+    name: str
+    pipeline: Pipeline
+    priority: Priority
+    created_at: float
 
 
 JOB_TRANSITIONS: dict[str, tuple[set[JobState], JobState]] = {
