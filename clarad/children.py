@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any, Optional, Union
 
 import psutil
 
@@ -45,7 +45,7 @@ async def spawn(
     env: Mapping[str, str],
     cwd: Optional[Path] = None,
     stdout: Optional[IO[Any]] = None,
-    stderr: Optional[IO[Any]] = None,
+    stderr: Union[IO[Any], int, None] = None,
     user: Optional[str] = None,
 ) -> Child:
     """Start ``argv`` in a new session; raises OSError when it cannot be executed."""

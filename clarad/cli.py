@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = argparse.ArgumentParser(prog="clarad", description="Clara model repository and Triton scheduler.")
     parser.add_argument("--version", action="version", version=f"clarad {__version__}")
-    groups: dict[str, argparse._SubParsersAction] = {}
+    groups: dict[str, "argparse._SubParsersAction[argparse.ArgumentParser]"] = {}
     top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for words, (summary, func) in COMMANDS.items():
         if len(words) == 1:

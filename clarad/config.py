@@ -91,7 +91,7 @@ def load_settings(explicit_file: Optional[Path] = None, **overrides: Any) -> Set
     """Build the settings from every source; raise ConfigError naming the first bad key."""
     toml_file = config_file(explicit_file)
     # A subclass per file keeps the file choice out of global state.
-    reading = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_file}})
+    reading: type[Settings] = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_file}})
     try:
         return reading(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

@@ -42,7 +42,7 @@ def encode(message: Any) -> bytes:
 
 
 def _decode_length(header: bytes) -> int:
-    (length,) = _HEADER.unpack(header)
+    length: int = _HEADER.unpack(header)[0]
     if length > MAX_MESSAGE:
         raise ControlError(f"message of {length} bytes exceeds {MAX_MESSAGE}")
     return length

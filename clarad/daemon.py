@@ -80,7 +80,7 @@ class Daemon:
         self._recover_jobs()
         server = await control.serve(control.socket_path(self.layout.root), self._handle)
         http = self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
-        observer = inbox.watch(self.layout.inbox, lambda d, r: loop.call_soon_threadsafe(self._on_drop_event, d, r))
+        observer = inbox.watch(self.layout.inbox, lambda d, r: self._post(loop, d, r))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -151,6 +151,10 @@ class Daemon:
         log.warning("SIGHUP: settings are read at start-up only; restart clarad to apply changes")
 
     # -- the inbox -----------------------------------------------------------------------------
+
+    def _post(self, loop: asyncio.AbstractEventLoop, drop: inbox.Drop, renamed: bool) -> None:
+        """Called on the watchdog thread: hand the event to the loop."""
+        loop.call_soon_threadsafe(self._on_drop_event, drop, renamed)
 
     def _on_drop_event(self, drop: inbox.Drop, renamed: bool) -> None:
         self.drops.setdefault(drop.path, drop)
