@@ -14,6 +14,7 @@ the root (``config.pbtxt``), the name then taken from the archive's file name.
 from __future__ import annotations
 
 import gzip
+import os
 import posixpath
 import stat
 import tarfile
@@ -25,8 +26,11 @@ from pathlib import Path
 from typing import IO, Optional
 
 from clarad.errors import ModelRejected
+from clarad.repository import NAME_RE
 
 SUFFIXES = {".zip": "zip", ".tar.gz": "tar", ".tgz": "tar"}
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+MAX_LINK_TARGET = 1024
 RATIO_FLOOR = 1 << 20  # below 1 MiB unpacked, any compression ratio is harmless
 CHUNK = 1 << 20
 
@@ -74,20 +78,13 @@ def _clean_name(entry: Entry) -> str:
     return "/".join(parts)
 
 
-def _inside(base: str, target: str) -> bool:
-    """Whether ``target``, seen from the directory ``base`` (both relative to the model), stays inside."""
-    if target.startswith("/"):
-        return False
-    joined = posixpath.normpath(posixpath.join(base, target))
-    return joined != ".." and not joined.startswith("../")
-
-
 def check_entries(entries: list[Entry], limits: Limits, archive_size: int) -> list[Entry]:
-    """Refuse anything unsafe; return the entries with clean names. Pure."""
+    """Refuse unsafe names, kinds, modes, duplicates and sizes; return the entries with clean
+    names. Pure. Links are checked by ``check_links`` once the model's root is known."""
     if len(entries) > limits.max_entries:
         raise ModelRejected(f"{len(entries)} entries exceed the limit of {limits.max_entries}", "too_large")
     clean: list[Entry] = []
-    seen: set[str] = set()
+    sizes: dict[str, int] = {}  # earlier regular files (what a hard link may copy)
     total = 0
     for entry in entries:
         name = _clean_name(entry)
@@ -95,24 +92,62 @@ def check_entries(entries: list[Entry], limits: Limits, archive_size: int) -> li
             raise ModelRejected(f"entry {entry.name!r}: {entry.kind} entries are not allowed", "unsafe")
         if entry.mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
             raise ModelRejected(f"entry {entry.name!r}: setuid, setgid or sticky bit", "unsafe")
-        if name in seen:
+        if name in {e.name for e in clean}:
             raise ModelRejected(f"entry {entry.name!r}: appears twice", "unsafe")
-        seen.add(name)
-        if entry.kind == "symlink" and not _inside(posixpath.dirname(name), entry.target):
-            raise ModelRejected(f"entry {entry.name!r}: symlink to {entry.target!r} points outside the model", "unsafe")
+        size = entry.size
         if entry.kind == "hardlink":
             target = posixpath.normpath(entry.target)
-            if target.startswith("/") or target.startswith("..") or target not in seen:
+            if target not in sizes:
                 raise ModelRejected(f"entry {entry.name!r}: hard link to {entry.target!r} is not an earlier file of the model", "unsafe")
-        total += entry.size
+            size = sizes[target]  # extracted as a copy: it costs the target's bytes again
+        if entry.kind in ("file", "hardlink"):
+            sizes[name] = size
+        total += size
         if total > limits.max_bytes:
             raise ModelRejected(f"entry {entry.name!r}: unpacked size exceeds the limit of {limits.max_bytes} bytes", "too_large")
-        clean.append(Entry(name, entry.kind, entry.size, entry.mode, entry.target))
+        clean.append(Entry(name, entry.kind, size, entry.mode, entry.target))
     if total > RATIO_FLOOR and total > limits.max_ratio * max(archive_size, 1):
         raise ModelRejected(
             f"unpacks to {total} bytes from {archive_size}: compression ratio above {limits.max_ratio:g}:1", "too_large"
         )
     return clean
+
+
+def check_links(entries: list[Entry], prefix: str) -> None:
+    """Refuse any path that leads through a symlink, and symlinks that lead outside the model
+    (the directory ``prefix`` names inside the archive, or its root). Pure.
+
+    Resolution is lexical and a link may not pass through another link, so no chain of links can
+    leave the model, whatever order the entries come in.
+    """
+    links = {e.name for e in entries if e.kind == "symlink"}
+    for entry in entries:
+        parts = entry.name.split("/")
+        for depth in range(1, len(parts)):
+            above = "/".join(parts[:depth])
+            if above in links:
+                raise ModelRejected(f"entry {entry.name!r}: its path goes through the symlink {above!r}", "unsafe")
+        if entry.kind == "symlink":
+            _check_link_target(entry, links, prefix)
+
+
+def _check_link_target(entry: Entry, links: set[str], prefix: str) -> None:
+    outside = ModelRejected(f"entry {entry.name!r}: symlink to {entry.target!r} points outside the model", "unsafe")
+    if not entry.target or entry.target.startswith("/"):
+        raise outside
+    floor = len([p for p in prefix.split("/") if p])  # the model's own directory inside the archive
+    path = entry.name.split("/")[:-1]
+    for part in entry.target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if len(path) <= floor:
+                raise outside
+            path.pop()
+            continue
+        path.append(part)
+        if "/".join(path) in links:
+            raise ModelRejected(f"entry {entry.name!r}: symlink to {entry.target!r} goes through another symlink", "unsafe")
 
 
 # -- reading the two formats -------------------------------------------------------------------
@@ -143,12 +178,18 @@ def _zip_entries(archive: zipfile.ZipFile) -> list[Entry]:
     entries = []
     for info in archive.infolist():
         mode = info.external_attr >> 16
+        if info.flag_bits & 0x1:
+            raise ModelRejected(f"entry {info.filename!r}: encrypted entries are not allowed", "unsafe")
+        if info.compress_type not in ZIP_METHODS:
+            raise ModelRejected(f"entry {info.filename!r}: unsupported compression method {info.compress_type}", "archive")
         if stat.S_ISLNK(mode):
-            target = archive.read(info).decode("utf-8", "replace") if info.file_size < 4096 else ""
+            if info.file_size > MAX_LINK_TARGET:
+                raise ModelRejected(f"entry {info.filename!r}: symlink target longer than {MAX_LINK_TARGET} bytes", "unsafe")
+            target = archive.read(info).decode("utf-8", "replace")
             entries.append(Entry(info.filename, "symlink", 0, mode, target))
         elif info.is_dir():
             entries.append(Entry(info.filename, "dir", 0, mode))
-        elif mode and not stat.S_ISREG(mode):
+        elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # no type bits (e.g. writestr's 0o600): a file
             entries.append(Entry(info.filename, "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special", 0, mode))
         else:
             entries.append(Entry(info.filename, "file", info.file_size, mode))
@@ -159,11 +200,14 @@ def _model_root(entries: list[Entry], archive_name: str) -> tuple[str, str]:
     """(model name, prefix inside the archive) for the two supported layouts."""
     names = {e.name for e in entries}
     if "config.pbtxt" in names:
-        return stem(archive_name), ""
+        name = stem(archive_name)
+        if not NAME_RE.match(name):
+            raise ModelRejected(f"model name {name!r} (from the archive's file name) must be 1-255 characters of A-Z a-z 0-9 - _", "name")
+        return name, ""
     tops = {e.name.split("/", 1)[0] for e in entries}
     if len(tops) == 1:
         top = tops.pop()
-        if f"{top}/config.pbtxt" in names:
+        if f"{top}/config.pbtxt" in names and NAME_RE.match(top):
             return top, top + "/"
     raise ModelRejected(
         "no config.pbtxt at the archive's root or in a single top-level model directory", "layout"
@@ -193,8 +237,10 @@ def extract(archive: Path, staging: Path, limits: Limits) -> Path:
 def _extract(entries: list[Entry], archive_name: str, staging: Path, limits: Limits,
              open_nth: Callable[[int], Optional[IO[bytes]]]) -> Path:
     name, prefix = _model_root(entries, archive_name)
+    check_links(entries, prefix)
     root = staging / name
     root.mkdir(parents=True)
+    real_root = os.path.realpath(root)
     written = 0
     for index, entry in enumerate(entries):
         relative = entry.name[len(prefix):] if entry.name.startswith(prefix) else ""
@@ -202,6 +248,8 @@ def _extract(entries: list[Entry], archive_name: str, staging: Path, limits: Lim
             continue
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.commonpath([real_root, os.path.realpath(path.parent)]) != real_root:  # second guard
+            raise ModelRejected(f"entry {entry.name!r}: would be written outside the model", "unsafe")
         if entry.kind == "dir":
             path.mkdir(exist_ok=True)
         elif entry.kind == "symlink":
@@ -234,9 +282,17 @@ def write_zip(model_dir: Path, out: Path) -> int:
     partial = out.with_name(out.name + ".partial")
     count = 0
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(model_dir.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.relative_to(model_dir).parts:
-                zf.write(path, f"{model_dir.name}/{path.relative_to(model_dir).as_posix()}")
+        for dirpath, dirnames, filenames in os.walk(model_dir):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for entry in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+                path = Path(dirpath, entry)
+                arcname = f"{model_dir.name}/{path.relative_to(model_dir).as_posix()}"
+                if path.is_symlink():  # kept as a link, as the model has it
+                    link = zipfile.ZipInfo(arcname)
+                    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+                    zf.writestr(link, os.readlink(path))
+                else:
+                    zf.write(path, arcname)
                 count += 1
     partial.replace(out)
     return count

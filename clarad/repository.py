@@ -14,7 +14,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -103,9 +103,12 @@ def tree_digest(root: Path) -> tuple[str, int]:
     """
     digest = hashlib.sha256()
     size = 0
-    links: dict[tuple[int, int], list[int]] = {}  # inode -> [links seen inside, st_nlink]
+    links: dict[tuple[int, int], list[Any]] = {}  # inode -> [links seen inside, st_nlink, a path]
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != BYTECODE_DIR)
+        if os.lstat(dirpath).st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+            rel_dir = os.path.relpath(dirpath, root)
+            raise ModelRejected(f"{root.name}: directory {rel_dir} has a setuid, setgid or sticky bit", "unsafe")
         for entry in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             full = os.path.join(dirpath, entry)
             rel = os.path.relpath(full, root)
@@ -121,15 +124,16 @@ def tree_digest(root: Path) -> tuple[str, int]:
             if not stat.S_ISREG(info.st_mode):
                 raise ModelRejected(f"{root.name}: {rel} is not a regular file (devices, FIFOs and sockets are refused)", "unsafe")
             if info.st_nlink > 1:
-                seen = links.setdefault((info.st_dev, info.st_ino), [0, info.st_nlink])
+                seen = links.setdefault((info.st_dev, info.st_ino), [0, info.st_nlink, rel])
                 seen[0] += 1
             digest.update(b"F\0" + os.fsencode(rel) + f"\0{info.st_mode & 0o111 != 0}\0{info.st_size}\0".encode())
             with open(full, "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
             size += info.st_size
-    if any(inside < total for inside, total in links.values()):
-        raise ModelRejected(f"{root.name}: a file is hard-linked to a file outside the model", "unsafe")
+    for inside, total, rel in links.values():
+        if inside < total:
+            raise ModelRejected(f"{root.name}: {rel} is hard-linked to a file outside the model", "unsafe")
     return digest.hexdigest(), size
 
 

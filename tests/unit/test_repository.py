@@ -160,7 +160,7 @@ def test_setuid_file_inside_a_model_is_refused(affine: Path) -> None:
 
 def test_file_hard_linked_outside_the_model_is_refused(affine: Path, tmp_path: Path) -> None:
     os.link(affine / "1" / "model.py", tmp_path / "outside.py")
-    assert refusal(affine) == "affine: a file is hard-linked to a file outside the model"
+    assert refusal(affine) == "affine: 1/model.py is hard-linked to a file outside the model"
 
 
 def test_file_hard_linked_within_the_model_is_accepted(affine: Path) -> None:
