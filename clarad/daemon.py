@@ -22,7 +22,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from clarad import __version__, archives, children, control, inbox, placement, repository
+from clarad import (
+    __version__,
+    archives,
+    children,
+    control,
+    inbox,
+    placement,
+    repository,
+)
 from clarad.config import Settings
 from clarad.errors import ClaradError, ModelRejected, TritonError
 from clarad.gpus import Gpus, NvmlGpus, StaticGpus, slots
@@ -32,8 +40,8 @@ from clarad.layout import Layout
 from clarad.metrics import Metrics
 from clarad.pipelines import parse_pipeline
 from clarad.placement import Action, Decision
-from clarad.runner import JobRunner
 from clarad.pool import Instance, Pool
+from clarad.runner import JobRunner
 from clarad.store import Store
 from clarad.systemd import notify, watchdog_interval
 from clarad.triton import LaunchSpec, TritonServer, find_binary, prepare_launch
@@ -451,4 +459,7 @@ def run_daemon(settings: Settings) -> int:
         return asyncio.run(Daemon(settings).run())
     except ClaradError as exc:
         log.error("%s", exc)
+        return 1
+    except OSError as exc:  # e.g. a state directory clarad may not write
+        log.error("cannot run: %s", exc)
         return 1
