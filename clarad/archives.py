@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Optional
 
 from clarad.errors import ModelRejected
-from clarad.repository import NAME_RE
+from clarad.pipelines import NAME_RE
 
 SUFFIXES = {".zip": "zip", ".tar.gz": "tar", ".tgz": "tar"}
 ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)

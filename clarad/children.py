@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,9 @@ async def spawn(
     user: Optional[str] = None,
 ) -> Child:
     """Start ``argv`` in a new session; raises OSError when it cannot be executed."""
+    identity: dict[str, Any] = {}
+    if user is not None:  # that user's own group only, not clarad's (which opens its state)
+        identity = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
     proc = await asyncio.create_subprocess_exec(
         *argv,
         env=dict(env),
@@ -57,7 +61,7 @@ async def spawn(
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
-        user=user,
+        **identity,
     )
     try:
         created = psutil.Process(proc.pid).create_time()
@@ -84,6 +88,23 @@ async def stop(child: Child, grace: float) -> int:
             log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
     _signal_group(child.pid, signal.SIGKILL)  # whatever is left of the group, leader or not
     return await child.proc.wait()
+
+
+async def wait_through_cancel(task: "asyncio.Future[Any]") -> None:
+    """Wait until ``task`` is done, even if the caller is cancelled meanwhile: cleanup (stopping a
+    process group, stopping a job's operators) must finish, or children would outlive it."""
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            continue
+
+
+async def stop_surely(child: Child, grace: float) -> int:
+    """``stop``, not interruptible by a further cancellation of the caller."""
+    task = asyncio.ensure_future(stop(child, grace))
+    await wait_through_cancel(task)
+    return task.result()
 
 
 def resident_mb(pid: int) -> int:

@@ -67,7 +67,11 @@ async def serve(path: Path, handle: Handler) -> asyncio.AbstractServer:
             response: dict[str, Any] = {"ok": True, "result": result}
         except ClaradError as exc:
             response = {"ok": False, "error": str(exc)}
-        except (asyncio.IncompleteReadError, ValueError, KeyError, TypeError) as exc:
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            log.debug("control connection dropped: %s", exc)
+            writer.close()
+            return
+        except (ValueError, KeyError, TypeError) as exc:
             response = {"ok": False, "error": f"bad request: {exc}"}
         except Exception as exc:  # a bug: say so instead of hanging up
             log.exception("control request failed")
@@ -75,10 +79,14 @@ async def serve(path: Path, handle: Handler) -> asyncio.AbstractServer:
         try:
             writer.write(encode(response))
             await writer.drain()
+        except ConnectionError:
+            pass  # the client went away (e.g. a liveness probe); nothing to tell it
         finally:
             writer.close()
 
-    return await asyncio.start_unix_server(on_connection, path=str(path))
+    server = await asyncio.start_unix_server(on_connection, path=str(path))
+    os.chmod(path, 0o660)  # clarad's group may connect; the directory already keeps others out
+    return server
 
 
 def _answers(path: Path) -> bool:

@@ -13,6 +13,7 @@ next start.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import IO, Any, Callable, Optional
 
 from clarad import (
     __version__,
@@ -58,11 +59,13 @@ class Daemon:
         self.metrics = Metrics()
         self.gpu_source = gpus or (NvmlGpus() if settings.use_gpus else StaticGpus([]))
         self.queue: list[QueuedJob] = []
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.running: dict[str, asyncio.Task[None]] = {}  # job id -> its whole life (_run_job)
+        self.inner: dict[str, "asyncio.Future[tuple[JobStatus, str]]"] = {}  # job id -> the runner's work
         self.cancel_reasons: dict[str, str] = {}
         self.drops: dict[Path, inbox.Drop] = {}
         self.renamed: set[Path] = set()
         self.tracked: dict[Path, inbox.Tracked] = {}
+        self.ingesting: dict[Path, asyncio.Task[None]] = {}  # model drops being taken in the background
         self.launch: Optional[LaunchSpec] = None
         self.launch_error = ""
         self.started_at = time.time()
@@ -74,6 +77,8 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.wakeup = asyncio.Event()
         self.layout.create()
+        self.lock = _exclusive_lock(self.layout.root / "clarad.lock")  # before touching anything
+        self.layout.empty_staging()
         self.store = Store(self.layout.database)
         self._stop_leftovers()
         limits = archives.Limits(self.settings.archive_max_entries, self.settings.archive_max_bytes,
@@ -95,6 +100,8 @@ class Daemon:
         self._rescan()
         self._schedule()
         ticker = asyncio.create_task(self._tick_forever())
+        interval = watchdog_interval()
+        keepalive = asyncio.create_task(self._keepalive_forever(interval)) if interval else None
         notify("READY=1", "STATUS=running")
         log.info("ready: control socket %s, metrics %s", control.socket_path(self.layout.root),
                  f"http://{self.settings.metrics_address}:{self.settings.metrics_port}/metrics" if http else "off")
@@ -104,10 +111,12 @@ class Daemon:
         notify("STOPPING=1")
         observer.stop()
         server.close()
-        ticker.cancel()
+        background = [ticker, *([keepalive] if keepalive else []), *self.ingesting.values()]
+        for task in background:
+            task.cancel()
         for task in self.running.values():
             task.cancel()
-        await asyncio.gather(ticker, *self.running.values(), return_exceptions=True)
+        await asyncio.gather(*background, *self.running.values(), return_exceptions=True)
         await asyncio.gather(*(self._stop_instance(i) for i in list(self.pool.instances.values())))
         observer.join(timeout=5)
         if http is not None:
@@ -174,11 +183,16 @@ class Daemon:
         for drop in inbox.scan(self.layout.inbox):
             self.drops.setdefault(drop.path, drop)
 
+    async def _keepalive_forever(self, interval: float) -> None:
+        """systemd's watchdog: proof that the loop itself still runs (slow work is in threads)."""
+        while True:
+            notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
     async def _tick_forever(self) -> None:
         next_rescan = time.monotonic() + self.settings.rescan_seconds
-        keepalive = watchdog_interval()
         while True:
-            timeout = SETTLE_POLL if self.drops else min(keepalive or 1.0, 1.0)
+            timeout = SETTLE_POLL if self.drops else 1.0
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
             except asyncio.TimeoutError:
@@ -190,35 +204,42 @@ class Daemon:
             try:
                 await self._take_settled_drops()
                 self._reap_dead_instances()
-            except Exception:  # keep the inbox and the watchdog alive; the log has the bug
+            except Exception:  # keep the inbox alive; the log has the bug
                 log.exception("inbox tick failed")
-            if keepalive:
-                notify("WATCHDOG=1")
 
     async def _take_settled_drops(self) -> None:
-        observed = {path: inbox.observe(path) for path in self.drops}
+        pending = {path: drop for path, drop in self.drops.items() if path not in self.ingesting}
+        observed = {path: inbox.observe(path) for path in pending}
         ready, self.tracked = inbox.settle_step(self.tracked, observed, self.renamed, time.time(), self.settings.settle_seconds)
         for path, seen in observed.items():
             if seen is None:
                 self.drops.pop(path, None)
         order = {kind: n for n, kind in enumerate(inbox.KINDS)}
         for path in sorted(ready, key=lambda p: (order[self.drops[p].kind], str(p))):
-            drop = self.drops.pop(path)
+            drop = self.drops[path]
             self.renamed.discard(path)
-            try:
-                job = await self.ingest.take(drop)
-            except Exception as exc:  # a bug must cost one drop (kept in rejected/), not the inbox
-                log.exception("taking %s failed", drop.path)
-                self.ingest.reject(drop, f"internal error while taking it: {exc}", "internal")
-                continue
-            if job is not None:
-                record = self.store.job(job.id)
-                assert record is not None
-                text = (self.layout.job_dir(job.id) / "pipeline.yaml").read_text(encoding="utf-8")
-                self.queue.append(QueuedJob(job.id, record["name"], parse_pipeline(text), Priority.NORMAL, record["created_at"]))
+            if drop.kind == "models":  # extraction and digest take long: in the background
+                self.ingesting[path] = asyncio.create_task(self._take(drop))
+            else:  # pipelines and payloads are quick, and in order after the models before them
+                await self._take(drop)
         self.renamed &= set(self.drops)
-        if ready:
-            self._schedule()
+
+    async def _take(self, drop: inbox.Drop) -> None:
+        try:
+            job = await self.ingest.take(drop)
+        except Exception as exc:  # a bug must cost one drop (kept in rejected/), not the inbox
+            log.exception("taking %s failed", drop.path)
+            self.ingest.reject(drop, f"internal error while taking it: {exc}", "internal")
+            job = None
+        finally:
+            self.drops.pop(drop.path, None)
+            self.ingesting.pop(drop.path, None)
+        if job is not None:
+            record = self.store.job(job.id)
+            assert record is not None
+            text = (self.layout.job_dir(job.id) / "pipeline.yaml").read_text(encoding="utf-8")
+            self.queue.append(QueuedJob(job.id, record["name"], parse_pipeline(text), Priority.NORMAL, record["created_at"]))
+        self._schedule()
 
     # -- placement -----------------------------------------------------------------------------
 
@@ -279,32 +300,66 @@ class Daemon:
     # -- one job -------------------------------------------------------------------------------
 
     async def _run_job(self, job: QueuedJob, decision: Decision, instance: Optional[Instance]) -> None:
+        """One job, from its lease to its lease's return. Whatever happens, the job ends with a
+        status and a reason, its operators are stopped first, and its instance is returned."""
         started = time.time()
-        timeout = min(job.pipeline.timeout or self.settings.job_timeout_seconds, self.settings.job_timeout_max_seconds)
-        self.store.start_job(job.id, instance.id if instance else None, started)
-        self._publish()
+        status, reason = JobStatus.FAULTED, "internal error"
         try:
-            status, reason = await asyncio.wait_for(self.runner.run(job, decision, instance), timeout)
-        except asyncio.TimeoutError:
-            status, reason = JobStatus.FAULTED, f"timed out after {timeout:g} s"
-        except TritonError as exc:
-            status, reason = JobStatus.FAULTED, str(exc)
-        except asyncio.CancelledError:
-            status = JobStatus.CANCELED
-            reason = self.cancel_reasons.pop(job.id, "clarad stopped while the job was running")
+            self.store.start_job(job.id, instance.id if instance else None, started)
+            self._publish()
+            if job.id in self.cancel_reasons:  # canceled before it began
+                status, reason = JobStatus.CANCELED, self.cancel_reasons.pop(job.id)
+            else:
+                inner = asyncio.ensure_future(self.runner.run(job, decision, instance))
+                self.inner[job.id] = inner
+                status, reason = await self._outcome(job, inner)
         except Exception as exc:  # a bug; the job still ends with a reason
             log.exception("job %s failed unexpectedly", job.id)
-            status, reason = JobStatus.FAULTED, f"internal error: {exc}"
-        self._finish(job.id, status, reason)
-        self.metrics.job_duration.observe(time.time() - started)
-        self.running.pop(job.id, None)
-        if instance is not None:
-            if instance.server is not None and instance.server.alive:
-                self.pool.release(instance)
-                self._unload_removed_models()
-            else:
-                await self._stop_instance(instance)
-        self._schedule()
+            reason = f"internal error: {exc}"
+        finally:
+            self.inner.pop(job.id, None)
+            self.running.pop(job.id, None)
+            self.cancel_reasons.pop(job.id, None)
+            try:
+                self._finish(job.id, status, reason)
+            except Exception:
+                log.exception("job %s: recording its end (%s: %s) failed", job.id, status.value, reason)
+            self.metrics.job_duration.observe(time.time() - started)
+            if instance is not None:
+                await self._return_instance(instance, job.id)
+            self._schedule()
+
+    async def _outcome(self, job: QueuedJob, inner: "asyncio.Future[tuple[JobStatus, str]]") -> tuple[JobStatus, str]:
+        """Wait for the runner within the job's timeout; a timeout or a cancel stops it first."""
+        timeout = min(job.pipeline.timeout or self.settings.job_timeout_seconds, self.settings.job_timeout_max_seconds)
+        try:
+            done, _ = await asyncio.wait({inner}, timeout=timeout)
+        except asyncio.CancelledError:  # clarad is stopping
+            inner.cancel()
+            await children.wait_through_cancel(inner)
+            return JobStatus.CANCELED, "clarad stopped while the job was running"
+        if not done:
+            inner.cancel()
+            await children.wait_through_cancel(inner)
+            return JobStatus.FAULTED, f"timed out after {timeout:g} s"
+        if inner.cancelled():  # `clarad jobs cancel`
+            return JobStatus.CANCELED, self.cancel_reasons.get(job.id, "canceled")
+        error = inner.exception()
+        if isinstance(error, TritonError):
+            return JobStatus.FAULTED, str(error)
+        if error is not None:
+            log.error("job %s failed unexpectedly", job.id, exc_info=error)
+            return JobStatus.FAULTED, f"internal error: {error}"
+        return inner.result()
+
+    async def _return_instance(self, instance: Instance, job_id: str) -> None:
+        """Back to idle if it is alive and was fully prepared for this job; else stop it (a load
+        may still be running in Triton, or the server died)."""
+        if instance.server is not None and instance.server.alive and instance.prepared_for == job_id:
+            self.pool.release(instance)
+            self._unload_removed_models()
+        else:
+            await self._stop_instance(instance)
 
     def _finish(self, job_id: str, status: JobStatus, reason: str) -> None:
         self.store.finish_job(job_id, status, reason, time.time())
@@ -387,8 +442,12 @@ class Daemon:
         if needing and not force:
             raise ClaradError(f"model {name} is needed by pipeline(s) {', '.join(needing)}; use --force to remove it anyway")
         self.store.remove_model(name)
-        await asyncio.to_thread(shutil.rmtree, self.layout.models / name, True)
-        await asyncio.to_thread(shutil.rmtree, self.layout.revisions / name, True)
+        trash = self.layout.staging / f"removed-{name}-{time.time_ns()}"
+        trash.mkdir()
+        for path in (self.layout.models / name, self.layout.revisions / name):
+            if path.exists():
+                path.rename(trash / path.parent.name)  # at once, so a new drop of the name finds room
+        await asyncio.to_thread(shutil.rmtree, trash, True)
         log.warning("model %s removed%s", name, f" although pipeline(s) {', '.join(needing)} need it" if needing else "")
         self._unload_removed_models()
         self._publish()
@@ -428,7 +487,8 @@ class Daemon:
             self._finish(job["id"], JobStatus.CANCELED, "canceled before it started")
         elif job["id"] in self.running:
             self.cancel_reasons[job["id"]] = "canceled"
-            self.running[job["id"]].cancel()
+            if job["id"] in self.inner:  # else _run_job has not begun, and will see the reason
+                self.inner[job["id"]].cancel()
         return {"id": job["id"], "canceling": True}
 
     def _status(self) -> dict[str, Any]:
@@ -446,6 +506,18 @@ class Daemon:
             "models": len(self.store.models()),
             "pipelines": len(self.store.pipelines()),
         }
+
+
+def _exclusive_lock(path: Path) -> IO[bytes]:
+    """Hold an exclusive lock on ``path`` for as long as the file stays open; refuse if another
+    clarad holds it (its children and jobs are its own, not leftovers)."""
+    handle = open(path, "ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ClaradError(f"another clarad is running on {path.parent} (it holds {path.name})") from None
+    return handle
 
 
 def run_daemon(settings: Settings) -> int:

@@ -1,6 +1,6 @@
 """The inbox: what has been dropped, and when a drop is complete.
 
-    inbox/models/<item>              a model directory (archives come later)
+    inbox/models/<item>              a model directory, or a .zip / .tar.gz / .tgz archive of one
     inbox/pipelines/<item>.yaml|yml  a pipeline definition
     inbox/jobs/<pipeline>/<item>     a payload: one job of <pipeline>
 
@@ -60,6 +60,8 @@ def drop_at(inbox: Path, path: Path) -> Optional[Drop]:
         return None if ignored(parts[1]) else Drop(parts[0], inbox / parts[0] / parts[1])
     if len(parts) >= 3 and parts[0] == "jobs":
         return None if ignored(parts[1]) or ignored(parts[2]) else Drop("jobs", inbox.joinpath(*parts[:3]), parts[1])
+    if len(parts) == 2 and parts[0] == "jobs" and not ignored(parts[1]):
+        return Drop("jobs", path)  # a pipeline's folder, or a stray payload (refused: no pipeline)
     return None
 
 
@@ -69,7 +71,9 @@ def scan(inbox: Path) -> list[Drop]:
     for kind in ("models", "pipelines"):
         found += [Drop(kind, p) for p in _entries(inbox / kind)]
     for folder in _entries(inbox / "jobs"):
-        if folder.is_dir():
+        if folder.is_symlink() or not folder.is_dir():
+            found.append(Drop("jobs", folder))  # not a pipeline's folder: refused with a reason
+        else:
             found += [Drop("jobs", p, folder.name) for p in _entries(folder)]
     return found
 

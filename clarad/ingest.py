@@ -33,7 +33,6 @@ MAX_PIPELINE_BYTES = 1024 * 1024
 @dataclass(frozen=True)
 class NewJob:
     id: str
-    pipeline: str
 
 
 class Ingest:
@@ -48,7 +47,13 @@ class Ingest:
 
     async def take(self, drop: Drop) -> NewJob | None:
         """Accept or reject one complete drop; return the job it created, if any."""
+        if drop.kind == "jobs" and drop.pipeline is None and drop.path.is_dir() and not drop.path.is_symlink():
+            return None  # a pipeline's folder: what is dropped inside it is the drop
         try:
+            if drop.path.is_symlink():
+                raise RejectedDrop(f"{drop.path.name}: a symlink; drop the file or directory itself", "unsafe")
+            if drop.kind == "jobs" and drop.pipeline is None:
+                raise RejectedDrop(f"{drop.path.name}: a payload goes into inbox/jobs/<pipeline>/", "no_pipeline")
             if drop.kind == "models":
                 await self.add_model(drop.path, f"inbox:{drop.path.name}", consume=True)
                 return None
@@ -137,7 +142,7 @@ class Ingest:
                 log.info("pipeline %s: Kubernetes-era key %r ignored", pipeline.name, key.replace("_", "-"))
         path.rename(self.layout.pipelines / f"{pipeline.name}.yaml")
         self.store.accept_pipeline(pipeline.name, text, time.time())
-        self.layout.job_inbox(pipeline.name).mkdir(parents=True, exist_ok=True)
+        self.layout.make_job_inbox(pipeline.name)
         self.metrics.drops_accepted.labels("pipelines").inc()
         log.info("pipeline %s accepted: %d operator(s), models %s", pipeline.name, len(pipeline.operators),
                  ", ".join(pipeline.model_names) or "none")
@@ -163,7 +168,7 @@ class Ingest:
                               [op.name for op in pipeline.operators], time.time())
         self.metrics.drops_accepted.labels("jobs").inc()
         log.info("job %s created: pipeline %s, payload %s", job_id, pipeline.name, drop.path.name)
-        return NewJob(job_id, pipeline.name)
+        return NewJob(job_id)
 
     def reject(self, drop: Drop, reason: str, label: str) -> None:
         """Move the drop to rejected/ with its reason beside it; log the same line."""

@@ -77,8 +77,6 @@ OPERATOR_TRANSITIONS: dict[str, tuple[set[OperatorState], OperatorState]] = {
     "fault": ({OperatorState.PENDING, OperatorState.RUNNING}, OperatorState.FAULTED),
 }
 
-TERMINAL_OPERATOR_STATES = {OperatorState.COMPLETED, OperatorState.FAULTED}
-
 
 def job_transition(job_id: str, state: JobState, event: str) -> JobState:
     allowed, target = JOB_TRANSITIONS[event]

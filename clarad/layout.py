@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+
+# The inbox is where clarad's group drops files; everything else is clarad's alone to write.
+INBOX_MODE = 0o770
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,23 @@ class Layout:
     def job_inbox(self, pipeline: str) -> Path:
         return self.inbox / "jobs" / pipeline
 
+    def empty_staging(self) -> None:
+        """What an interrupted extraction or removal left behind is not anyone's."""
+        for leftover in self.staging.iterdir():
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
     def create(self) -> None:
         for path in (self.inbox / "models", self.inbox / "pipelines", self.inbox / "jobs", self.rejected,
                      self.models, self.revisions, self.pipelines, self.jobs, self.triton):
             path.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(mode=0o700, exist_ok=True)
         self.staging.chmod(0o700)
+        for folder in (self.inbox / "models", self.inbox / "pipelines", self.inbox / "jobs"):
+            folder.chmod(INBOX_MODE)
+
+    def make_job_inbox(self, pipeline: str) -> None:
+        self.job_inbox(pipeline).mkdir(parents=True, exist_ok=True)
+        self.job_inbox(pipeline).chmod(INBOX_MODE)

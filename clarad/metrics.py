@@ -62,7 +62,7 @@ class Metrics:
             self.placements.labels(reuse)
 
     def publish(self, snapshot: Mapping[str, Any]) -> None:
-        """Set the gauges from the loop's snapshot (see Daemon.snapshot)."""
+        """Set the gauges from the loop's snapshot (built by Daemon._publish)."""
         self.models.set(snapshot["models"])
         self.model_bytes.set(snapshot["model_bytes"])
         self.pipelines.set(snapshot["pipelines"])

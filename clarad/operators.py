@@ -157,7 +157,7 @@ async def run_operator(
             over = await _wait_within_memory(child, memory_mb)
             code = await children.stop(child, grace) if over else child.proc.returncode
         except asyncio.CancelledError:
-            await children.stop(child, grace)
+            await children.stop_surely(child, grace)
             forget(child.pid)
             raise
         children.stop_group_remains(child)

@@ -18,8 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from clarad.errors import PipelineRejected
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-# Kubernetes-era keys a Clara pipeline may carry; accepted and ignored.
-IGNORED_KEYS = ("orchestrator", "pull-secrets")
 
 Scalar = Union[str, int, float, bool]
 

@@ -31,6 +31,7 @@ class Instance:
     loaded: dict[str, str] = field(default_factory=dict)  # model -> digest
     last_used: dict[str, float] = field(default_factory=dict)
     loads: dict[str, int] = field(default_factory=dict)  # model -> times loaded here
+    prepared_for: Optional[str] = None  # the job whose models were all loaded and ready here
 
     def view(self) -> InstanceView:
         return InstanceView(self.id, self.slot.id, self.state == "idle", dict(self.loaded), dict(self.last_used))

@@ -20,8 +20,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from clarad.errors import ModelRejected
+from clarad.pipelines import NAME_RE
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 VERSION_RE = re.compile(r"[0-9]+")
 # Triton's Python-backend stub writes bytecode next to model.py (it ignores PYTHONDONTWRITEBYTECODE),
 # so a model's content is everything but these.

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Optional
 
+from clarad import children
 from clarad.config import Settings
 from clarad.errors import TritonError
 from clarad.gpus import Gpu
@@ -72,7 +73,8 @@ class JobRunner:
             assert self.launch is not None
             instance.server = await TritonServer.start(
                 instance.id, instance.slot.id, instance.slot.cuda_visible_devices, self.launch, self.layout.models,
-                self.layout.triton / "logs", self.store.record_child, self.settings.triton_start_timeout_seconds,
+                self.layout.triton / "logs", self.store.record_child, self.store.forget_child,
+                self.settings.triton_start_timeout_seconds,
                 os.environ,
             )
             instance.state = "leased"
@@ -87,6 +89,8 @@ class JobRunner:
         wanted = job.pipeline.model_names
         digests = self.store.model_digests()  # again: a model may have been replaced since the decision
         for name in wanted:
+            if name not in digests:
+                raise TritonError(f"model {name} was removed from the repository before the job started")
             if instance.loaded.get(name) == digests[name]:
                 continue
             began = time.monotonic()
@@ -102,6 +106,7 @@ class JobRunner:
         if missing:
             raise TritonError(f"instance {instance.id}: model(s) {', '.join(sorted(missing))} not ready after loading")
         self.store.note_job_models(job.id, {name: instance.loaded[name] for name in wanted})
+        instance.prepared_for = job.id
         return Endpoints(server.ports.grpc_uri, server.ports.http_uri)
 
     async def _run_operators(self, job: QueuedJob, workspace: Workspace, endpoints: Optional[Endpoints]) -> tuple[JobStatus, str]:
@@ -137,7 +142,8 @@ class JobRunner:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:  # each stops its operator's process group; nothing may interrupt that
+                await children.wait_through_cancel(asyncio.gather(*tasks, return_exceptions=True))
         if first_fault:
             return JobStatus.FAULTED, first_fault
         return JobStatus.HEALTHY, f"all {len(pipeline.operators)} operator(s) completed"

@@ -19,7 +19,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -160,7 +160,8 @@ class TritonServer:
     @classmethod
     async def start(
         cls, instance_id: str, slot: str, cuda_visible_devices: str, spec: LaunchSpec, repository: Path,
-        log_dir: Path, record: children.Recorder, timeout: float, base_env: Mapping[str, str],
+        log_dir: Path, record: children.Recorder, forget: Callable[[int], None], timeout: float,
+        base_env: Mapping[str, str],
     ) -> "TritonServer":
         """Start and wait until ready; raise TritonError with the log's last line when it cannot."""
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -181,10 +182,12 @@ class TritonServer:
             except TritonError as exc:
                 last_error = str(exc)
                 await server.stop(0)
+                forget(child.pid)
                 if "address already in use" not in last_error.lower():
                     break
             except BaseException:  # cancelled while starting: leave nothing running
-                await asyncio.shield(server.stop(0))
+                await children.stop_surely(server.child, 0)
+                server.client.close()
                 raise
         raise TritonError(last_error)
 

@@ -71,7 +71,7 @@ INBOX = Path("/state/inbox")
     (INBOX / "pipelines" / "p.yaml", Drop("pipelines", INBOX / "pipelines" / "p.yaml")),
     (INBOX / "jobs" / "p" / "scan1" / "a.dcm", Drop("jobs", INBOX / "jobs" / "p" / "scan1", "p")),
     (INBOX / "jobs" / "p" / "scan1", Drop("jobs", INBOX / "jobs" / "p" / "scan1", "p")),
-    (INBOX / "jobs" / "p", None),
+    (INBOX / "jobs" / "p", Drop("jobs", INBOX / "jobs" / "p")),  # a pipeline's folder or a stray file
     (INBOX / "jobs", None),
     (INBOX / "models", None),
     (INBOX / "other" / "x", None),
@@ -108,6 +108,7 @@ def test_scan_finds_models_then_pipelines_then_payloads_by_name(tmp_path: Path) 
         Drop("jobs", tmp_path / "jobs" / "p" / "s3.dcm", "p"),
         Drop("jobs", tmp_path / "jobs" / "p" / "s9", "p"),
         Drop("jobs", tmp_path / "jobs" / "q" / "s2", "q"),
+        Drop("jobs", tmp_path / "jobs" / "stray"),  # not in a pipeline's folder: refused by ingest
     ]
 
 
