@@ -337,7 +337,7 @@ class Daemon:
         except asyncio.CancelledError:  # clarad is stopping
             inner.cancel()
             await children.wait_through_cancel(inner)
-            return JobStatus.CANCELED, "clarad stopped while the job was running"
+            return JobStatus.CANCELED, self.cancel_reasons.get(job.id, "clarad stopped while the job was running")
         if not done:
             inner.cancel()
             await children.wait_through_cancel(inner)

@@ -7,6 +7,7 @@ and waits for its own jobs.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,17 +162,37 @@ def test_bad_drops_are_rejected_with_a_reason_and_the_daemon_keeps_running(clara
     clarad.drop_text("name: needs-x\noperators:\n- name: a\n  command: [true]\n  models: [{name: x}]\n",
                      "pipelines", "needs-x.yaml")
     clarad.drop_text("payload", "jobs/affine-demo", ".hidden.partial")  # not a drop yet: ignored
+    clarad.drop_text("payload", "jobs", "stray.txt")  # not inside a pipeline's folder
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for clarad")
+    (clarad.state / "inbox" / "jobs" / "affine-demo" / "link").symlink_to(secret)
     rejected = clarad.state / "rejected"
-    reasons = wait_for(lambda: len(list(rejected.glob("*.reason"))) >= 2 and sorted(rejected.glob("*.reason")),
-                       30, "two rejections")
+    reasons = wait_for(lambda: len(list(rejected.glob("*.reason"))) >= 4 and sorted(rejected.glob("*.reason")),
+                       30, "four rejections")
     texts = sorted(path.read_text() for path in reasons)
     assert any("misnamed: config.pbtxt names the model 'other'" in text for text in texts)
     assert any("model(s) x asked for by operator(s) a are not in the model repository" in text for text in texts)
+    assert "stray.txt: a payload goes into inbox/jobs/<pipeline>/\n" in texts
+    assert "link: a symlink; drop the file or directory itself\n" in texts
     assert sorted(p.name.split("-", 1)[1] for p in rejected.iterdir() if not p.name.endswith(".reason")) == [
-        "misnamed", "needs-x.yaml"]
+        "link", "misnamed", "needs-x.yaml", "stray.txt"]
+    assert secret.read_text() == "not for clarad"
     assert (clarad.state / "inbox" / "jobs" / "affine-demo" / ".hidden.partial").exists()
     assert clarad.metric("clarad_drops_rejected_total", kind="models", reason="name") == 1
     assert clarad.cli("status").returncode == 0
+
+
+def test_a_second_daemon_on_the_same_state_is_refused_and_harms_nothing(clarad: Clarad) -> None:
+    instances = clarad.ask("status")["instances"]
+    assert instances
+    second = subprocess.run(
+        [sys.executable, "-m", "clarad", "run", "--state-dir", str(clarad.state), "--metrics-port", "0"],
+        env=clarad.env, capture_output=True, text=True, timeout=60,
+    )
+    assert second.returncode == 1
+    assert f"another clarad is running on {clarad.state} (it holds clarad.lock)" in second.stderr
+    assert [(i["id"], i["pid"]) for i in clarad.ask("status")["instances"]] == [(i["id"], i["pid"]) for i in instances]
+    assert all(psutil.pid_exists(i["pid"]) for i in instances)
 
 
 def test_shutdown_leaves_no_triton_process(clarad: Clarad) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -59,3 +60,23 @@ operators:
     assert (Path(later["directory"]) / "operators" / "infer" / "result.json").read_text() == '{"y": [15.0]}'
     assert clarad.stop() == 0
     assert clarad.processes() == []
+
+
+def test_cancel_then_shutdown_stops_an_operator_that_ignores_sigterm(tmp_path: Path) -> None:
+    clarad = Clarad(tmp_path / "state", CLARAD_OPERATOR_STOP_GRACE_SECONDS="3").start()
+    pidfile = tmp_path / "stubborn.pid"
+    clarad.drop_text(f"""
+name: stubborn
+operators:
+- name: ignores-term
+  command: ["{sys.executable}", "-c", "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open('{pidfile}', 'w').write(str(os.getpid())); time.sleep(120)"]
+""", "pipelines", "stubborn.yaml")
+    clarad.drop_text("x", "jobs/stubborn", "payload.txt")
+    job_id = clarad.wait_new_job(set())
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), 30, "the operator to start"))
+    assert clarad.cli("jobs", "cancel", job_id).returncode == 0
+    assert clarad.stop() == 0  # SIGTERM while the operator's grace period is still running
+    assert not psutil.pid_exists(pid), "the operator outlived clarad"
+    status = json.loads((clarad.state / "jobs" / job_id / "status.json").read_text())
+    assert (status["state"], status["status"], status["reason"]) == ("STOPPED", "CANCELED", "canceled")
+    assert status["operators"][0]["state"] == "FAULTED"
