@@ -23,15 +23,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
-from clarad import (
-    __version__,
-    archives,
-    children,
-    control,
-    inbox,
-    placement,
-    repository,
-)
+from clarad import __version__, archives, children, control, inbox, placement, recovery, repository
 from clarad.config import Settings
 from clarad.errors import ClaradError, ModelRejected, TritonError
 from clarad.gpus import Gpus, NvmlGpus, StaticGpus, slots
@@ -81,6 +73,7 @@ class Daemon:
         self.layout.empty_staging()
         self.store = Store(self.layout.database)
         self._stop_leftovers()
+        recovery.reconcile(self.layout, self.store, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
         limits = archives.Limits(self.settings.archive_max_entries, self.settings.archive_max_bytes,
                                  self.settings.archive_max_ratio)
         self.ingest = Ingest(self.layout, self.store, self.metrics, limits, self.settings.model_revisions_kept)

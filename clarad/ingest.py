@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clarad import archives, repository
+from clarad import archives, recovery, repository
 from clarad.errors import ModelRejected, PipelineRejected, RejectedDrop
 from clarad.inbox import Drop
 from clarad.jobs import Priority
@@ -115,8 +115,10 @@ class Ingest:
         if current == info.digest:
             log.info("model %s: same content as the current revision %s; nothing changed", info.name, info.digest[:12])
             return {"name": info.name, "digest": info.digest, "changed": False}
+        recovery.begin_install(self.layout, info.name, info.digest, current)
         repository.install(model_dir, self.layout.models, self.layout.revisions, info, current)
         model_id = self.store.accept_model(info.name, info.digest, info.backend, info.versions, info.size, origin, time.time())
+        recovery.end_install(self.layout, info.name)
         forgotten = self.store.prune_revisions(info.name, self.revisions_kept)
         kept = [r["digest"] for r in self.store.revisions(info.name)]
         repository.prune(info.name, self.layout.revisions, kept)

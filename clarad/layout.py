@@ -6,7 +6,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-
 # The inbox is where clarad's group drops files; everything else is clarad's alone to write.
 INBOX_MODE = 0o770
 

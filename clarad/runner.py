@@ -18,24 +18,10 @@ from clarad import children
 from clarad.config import Settings
 from clarad.errors import TritonError
 from clarad.gpus import Gpu
-from clarad.jobs import (
-    JobStatus,
-    OperatorState,
-    QueuedJob,
-    doomed_operators,
-    runnable_operators,
-)
+from clarad.jobs import JobStatus, OperatorState, QueuedJob, doomed_operators, runnable_operators
 from clarad.layout import Layout
 from clarad.metrics import Metrics
-from clarad.operators import (
-    Endpoints,
-    Outcome,
-    Workspace,
-    expand,
-    operator_env,
-    prepare_workspace,
-    run_operator,
-)
+from clarad.operators import Endpoints, Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
 from clarad.pipelines import Operator
 from clarad.placement import Decision
 from clarad.pool import Instance

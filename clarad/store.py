@@ -16,13 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from clarad.errors import ClaradError
-from clarad.jobs import (
-    JobState,
-    JobStatus,
-    OperatorState,
-    job_transition,
-    operator_transition,
-)
+from clarad.jobs import JobState, JobStatus, OperatorState, job_transition, operator_transition
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
