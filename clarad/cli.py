@@ -192,6 +192,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Command]] = {
     ("pipelines", "list"): ("registered pipelines", lambda ns, s: _show(ns, _ask(s, "pipelines.list"), format_pipelines)),
     ("jobs", "list"): ("recent jobs, newest first", lambda ns, s: _show(ns, _ask(s, "jobs.list"), format_jobs)),
     ("jobs", "show"): ("one job and its operators", lambda ns, s: _show(ns, _ask(s, "jobs.show", {"id": ns.id}), format_job)),
+    ("jobs", "create"): ("start a job of PIPELINE over a payload file or directory (copied)",
+                       lambda ns, s: _show(ns, _ask(s, "jobs.create", {"pipeline": ns.pipeline, "path": str(ns.path.resolve()),
+                                                                       "name": ns.name, "priority": ns.priority}),
+                                           lambda r: f"job {r['id']} created (priority {r['priority']})")),
     ("jobs", "cancel"): ("cancel a job", lambda ns, s: _show(ns, _ask(s, "jobs.cancel", {"id": ns.id}), lambda r: f"canceling job {r['id']}")),
     ("jobs", "logs"): ("print a job's operator logs", cmd_logs),
     ("config", "check"): ("print the settings clarad would use, or why they are refused", cmd_config_check),
@@ -229,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("revision", nargs="?", help="revision (digest prefix); default the most recent kept")
         if words == ("models", "download"):
             sub.add_argument("-o", "--output", type=Path, required=True, help="zip file to write")
+        if words == ("jobs", "create"):
+            sub.add_argument("pipeline", help="pipeline name")
+            sub.add_argument("path", type=Path, help="payload: a file or a directory")
+            sub.add_argument("--name", help="job name (default: the payload's name)")
+            sub.add_argument("-i", "--priority", default="normal", help="low, normal, high or immediate (Clara's lower/higher too)")
         if words == ("jobs", "logs"):
             sub.add_argument("operator", nargs="?", help="only this operator")
         if words == ("run",):

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     cpu_instances: int = Field(2, ge=1, le=64, description="Triton instances when no GPU is found.")
     max_models_per_instance: int = Field(8, ge=1, le=1024, description="Clara's modelLimits.")
 
+    priority_aging_seconds: float = Field(60.0, gt=0, description="Each such wait raises a queued job one priority class.")
     job_timeout_seconds: float = Field(600.0, gt=0, description="Default when a pipeline sets none.")
     job_timeout_max_seconds: float = Field(1800.0, gt=0)
     operator_stop_grace_seconds: float = Field(15.0, ge=0, description="TERM to KILL when stopping an operator.")

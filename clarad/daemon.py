@@ -25,10 +25,10 @@ from typing import IO, Any, Callable, Optional
 
 from clarad import __version__, archives, children, control, inbox, placement, recovery, repository
 from clarad.config import Settings
-from clarad.errors import ClaradError, ModelRejected, TritonError
+from clarad.errors import ClaradError, ModelRejected, RejectedDrop, TritonError
 from clarad.gpus import Gpus, NvmlGpus, StaticGpus, slots
 from clarad.ingest import Ingest
-from clarad.jobs import JobState, JobStatus, Priority, QueuedJob
+from clarad.jobs import JobState, JobStatus, Priority, QueuedJob, queue_order
 from clarad.layout import Layout
 from clarad.metrics import Metrics
 from clarad.pipelines import parse_pipeline
@@ -140,12 +140,9 @@ class Daemon:
             self._finish(job["id"], JobStatus.FAULTED, "clarad stopped while the job was running")
         for job in self.store.jobs_in(JobState.PENDING):
             try:
-                text = (self.layout.job_dir(job["id"]) / "pipeline.yaml").read_text(encoding="utf-8")
-                pipeline = parse_pipeline(text)
+                self._enqueue(job["id"])
             except (OSError, ClaradError) as exc:
                 self._finish(job["id"], JobStatus.FAULTED, f"cannot recover the job's pipeline: {exc}")
-                continue
-            self.queue.append(QueuedJob(job["id"], job["name"], pipeline, Priority(job["priority"]), job["created_at"]))
         if self.queue:
             log.info("%d pending job(s) from before the restart queued again", len(self.queue))
 
@@ -228,11 +225,15 @@ class Daemon:
             self.drops.pop(drop.path, None)
             self.ingesting.pop(drop.path, None)
         if job is not None:
-            record = self.store.job(job.id)
-            assert record is not None
-            text = (self.layout.job_dir(job.id) / "pipeline.yaml").read_text(encoding="utf-8")
-            self.queue.append(QueuedJob(job.id, record["name"], parse_pipeline(text), Priority.NORMAL, record["created_at"]))
+            self._enqueue(job.id)
         self._schedule()
+
+    def _enqueue(self, job_id: str) -> None:
+        record = self.store.job(job_id)
+        assert record is not None
+        text = (self.layout.job_dir(job_id) / "pipeline.yaml").read_text(encoding="utf-8")
+        self.queue.append(QueuedJob(job_id, record["name"], parse_pipeline(text), Priority(record["priority"]),
+                                    record["created_at"]))
 
     # -- placement -----------------------------------------------------------------------------
 
@@ -241,7 +242,7 @@ class Daemon:
         if self.stopping.is_set():
             return
         self._reap_dead_instances()
-        for job in sorted(self.queue, key=lambda j: (j.priority.rank, j.created_at)):
+        for job in queue_order(self.queue, time.time(), self.settings.priority_aging_seconds):
             digests = self.store.model_digests()
             missing = [name for name in job.pipeline.model_names if name not in digests]
             if missing:
@@ -388,6 +389,7 @@ class Daemon:
             "jobs.list": lambda a: self.store.jobs(int(a.get("limit", 100))),
             "jobs.show": lambda a: self._job(str(a["id"])),
             "jobs.cancel": lambda a: self._cancel(str(a["id"])),
+            "jobs.create": lambda a: self._create_job(a),
         }
         if command not in handlers:
             raise ClaradError(f"unknown command {command!r}; known: {', '.join(sorted(handlers))}")
@@ -470,6 +472,29 @@ class Daemon:
         job["directory"] = str(self.layout.job_dir(job["id"]))
         return job
 
+    async def _create_job(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = Path(str(args["path"]))
+        if not path.is_absolute() or not path.exists():
+            raise ClaradError(f"{path}: give the absolute path of an existing file or directory")
+        try:
+            priority = Priority.parse(str(args.get("priority") or "normal"))
+        except ValueError:
+            raise ClaradError(f"priority {args.get('priority')!r}: one of low, normal, high, immediate") from None
+        name = str(args.get("name") or path.name)
+        staging = self.layout.staging / f"payload-{time.time_ns()}"
+        staging.mkdir(mode=0o700)
+        try:
+            copy = staging / path.name
+            await asyncio.to_thread(_copy_payload, path, copy)
+            job = self.ingest.create_job(str(args["pipeline"]), copy, name, priority)
+        except RejectedDrop as exc:
+            raise ClaradError(str(exc)) from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        self._enqueue(job.id)
+        self._schedule()
+        return {"id": job.id, "priority": priority.value}
+
     def _cancel(self, job_id: str) -> dict[str, Any]:
         job = self._job(job_id)
         if job["state"] == JobState.STOPPED.value:
@@ -494,11 +519,18 @@ class Daemon:
             "slots": list(self.pool.slots),
             "triton": str(self.launch.binary) if self.launch else self.launch_error,
             "instances": [instance.describe() for instance in self.pool.instances.values()],
-            "queue": [q.id for q in sorted(self.queue, key=lambda j: (j.priority.rank, j.created_at))],
+            "queue": [q.id for q in queue_order(self.queue, time.time(), self.settings.priority_aging_seconds)],
             "jobs": self.store.job_counts(),
             "models": len(self.store.models()),
             "pipelines": len(self.store.pipelines()),
         }
+
+
+def _copy_payload(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target)
 
 
 def _exclusive_lock(path: Path) -> IO[bytes]:

@@ -151,9 +151,14 @@ class Ingest:
 
     def _payload(self, drop: Drop) -> NewJob:
         assert drop.pipeline is not None
-        record = self.store.pipeline(drop.pipeline)
+        return self.create_job(drop.pipeline, drop.path, drop.path.name, Priority.NORMAL)
+
+    def create_job(self, pipeline_name: str, source: Path, name: str, priority: Priority) -> NewJob:
+        """A job of ``pipeline_name`` over the payload at ``source`` (a file or a directory, on
+        the state directory's file system), which is moved into the job's directory."""
+        record = self.store.pipeline(pipeline_name)
         if record is None:
-            raise RejectedDrop(f"no pipeline named {drop.pipeline!r}: drop its definition into inbox/pipelines first",
+            raise RejectedDrop(f"no pipeline named {pipeline_name!r}: drop its definition into inbox/pipelines first",
                                "no_pipeline")
         pipeline = parse_pipeline(record["definition"])
         job_id = new_id()
@@ -161,15 +166,14 @@ class Ingest:
         job_dir.mkdir(parents=True)
         (job_dir / "pipeline.yaml").write_text(record["definition"], encoding="utf-8")
         payload = job_dir / "input"
-        if drop.path.is_dir() and not drop.path.is_symlink():
-            drop.path.rename(payload)
-        else:
-            payload.mkdir()
-            drop.path.rename(payload / drop.path.name)
-        self.store.create_job(job_id, pipeline.name, drop.path.name, Priority.NORMAL.value,
-                              [op.name for op in pipeline.operators], time.time())
+        whole = source.is_dir() and not source.is_symlink()
+        target = payload if whole else payload / source.name
+        target.parent.mkdir(exist_ok=True)
+        source.rename(target)
+        self.store.create_job(job_id, pipeline.name, name, priority.value, [op.name for op in pipeline.operators],
+                              time.time())
         self.metrics.drops_accepted.labels("jobs").inc()
-        log.info("job %s created: pipeline %s, payload %s", job_id, pipeline.name, drop.path.name)
+        log.info("job %s created: pipeline %s, payload %s, priority %s", job_id, pipeline.name, name, priority.value)
         return NewJob(job_id)
 
     def reject(self, drop: Drop, reason: str, label: str) -> None:

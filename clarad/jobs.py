@@ -11,7 +11,7 @@ A move from a state the table does not allow raises TransitionError and changes 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -64,6 +64,23 @@ class QueuedJob:
     pipeline: Pipeline
     priority: Priority
     created_at: float
+
+
+def queue_order(jobs: Sequence[QueuedJob], now: float, aging: float) -> list[QueuedJob]:
+    """The order in which waiting jobs are offered an instance.
+
+    ``immediate`` jobs first, oldest first (Clara's strict queue). Then by priority, where every
+    ``aging`` seconds of waiting raise a job one class, up to ``high``: a low job is never starved
+    by a stream of newer normal or high ones. Then oldest first.
+    """
+
+    def key(job: QueuedJob) -> tuple[int, float]:
+        if job.priority is Priority.IMMEDIATE:
+            return (0, job.created_at)
+        waited = max(0.0, now - job.created_at)
+        return (max(Priority.HIGH.rank, job.priority.rank - int(waited // aging)), job.created_at)
+
+    return sorted(jobs, key=key)
 
 
 JOB_TRANSITIONS: dict[str, tuple[set[JobState], JobState]] = {

@@ -84,6 +84,21 @@ def test_second_job_reuses_the_warm_instance_without_loading_again(clarad: Clara
     assert [(m.name, m.state) for m in index.models if m.state] == [("affine", "READY")]
 
 
+def test_jobs_create_copies_the_payload_and_keeps_its_priority(clarad: Clarad, tmp_path: Path) -> None:
+    payload = tmp_path / "numbers.txt"
+    payload.write_text("7")
+    created = clarad.cli("jobs", "create", "affine-demo", str(payload), "--name", "by-cli", "-i", "higher")
+    assert created.returncode == 0, created.stderr
+    job_id = created.stdout.split()[1]
+    job = clarad.wait_job_stopped(job_id)
+    assert (job["status"], job["name"], job["priority"]) == ("HEALTHY", "by-cli", "high")
+    assert outputs(job, "infer", "result.json")["y"] == [15.0]
+    assert payload.read_text() == "7"  # copied, not taken
+    refused = clarad.cli("jobs", "create", "no-such-pipeline", str(payload))
+    assert (refused.returncode, refused.stderr.strip()) == (
+        1, "clarad: no pipeline named 'no-such-pipeline': drop its definition into inbox/pipelines first")
+
+
 def test_failing_operator_faults_the_job_and_what_follows(clarad: Clarad) -> None:
     failing = f"""
 name: failing

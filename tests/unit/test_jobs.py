@@ -115,3 +115,30 @@ def test_priorities_run_immediate_then_high_normal_low() -> None:
     ordered = sorted(Priority, key=lambda p: p.rank)
     assert ordered == [Priority.IMMEDIATE, Priority.HIGH, Priority.NORMAL, Priority.LOW]
     assert len({p.rank for p in Priority}) == len(Priority)
+
+
+def _queued(job_id: str, priority: str, created_at: float) -> "QueuedJob":
+    from clarad.jobs import QueuedJob
+    from clarad.pipelines import parse_pipeline
+
+    pipeline = parse_pipeline("name: p\noperators:\n- name: a\n  command: [true]\n")
+    return QueuedJob(job_id, job_id, pipeline, Priority.parse(priority), created_at)
+
+
+def test_queue_order_immediate_first_then_priority_then_age() -> None:
+    from clarad.jobs import queue_order
+
+    jobs = [_queued("low", "low", 10), _queued("normal", "normal", 11), _queued("high", "higher", 12),
+            _queued("imm", "immediate", 13), _queued("normal-older", "normal", 5)]
+    assert [j.id for j in queue_order(jobs, now=20, aging=60)] == ["imm", "high", "normal-older", "normal", "low"]
+
+
+def test_waiting_raises_a_job_one_class_per_aging_period_but_never_above_high() -> None:
+    from clarad.jobs import queue_order
+
+    old_low = _queued("old-low", "low", 0)
+    fresh_high = _queued("fresh-high", "high", 170)
+    fresh_normal = _queued("fresh-normal", "normal", 170)
+    assert [j.id for j in queue_order([fresh_normal, old_low], now=70, aging=60)] == ["old-low", "fresh-normal"]
+    assert [j.id for j in queue_order([fresh_high, old_low], now=180, aging=60)] == ["old-low", "fresh-high"]
+    assert [j.id for j in queue_order([_queued("imm", "immediate", 179), old_low], now=10_000, aging=60)][0] == "imm"
