@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Optional
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,15 @@ class _Forward(FileSystemEventHandler):
 
 def watch(inbox: Path, notify: Callable[[Drop, bool], None]) -> BaseObserver:
     """Start watching ``inbox``; inotify where it works, else polling (and the log says which)."""
-    for make, label in ((Observer, "inotify"), (PollingObserver, "polling")):
-        observer = make()
+    # Full events: a directory renamed in from outside the inbox is reported as moved (with an empty
+    # source), not as created, so a finished drop is taken at once instead of after settling.
+    makers: list[tuple[Callable[[], BaseObserver], str]] = [
+        (lambda: InotifyObserver(generate_full_events=True), "inotify"),
+        (PollingObserver, "polling"),
+    ]
+    for make, label in makers:
         try:
+            observer = make()
             observer.schedule(_Forward(inbox, notify), str(inbox), recursive=True)
             observer.start()
         except OSError as exc:
