@@ -82,7 +82,7 @@ def check_entries(entries: list[Entry], limits: Limits, archive_size: int) -> li
     """Refuse unsafe names, kinds, modes, duplicates and sizes; return the entries with clean
     names. Pure. Links are checked by ``check_links`` once the model's root is known."""
     if len(entries) > limits.max_entries:
-        raise ModelRejected(f"{len(entries)} entries exceed the limit of {limits.max_entries}", "too_large")
+        raise ModelRejected(f"more than {limits.max_entries} entries: over the limit", "too_large")
     clean: list[Entry] = []
     sizes: dict[str, int] = {}  # earlier regular files (what a hard link may copy)
     total = 0
@@ -153,9 +153,13 @@ def _check_link_target(entry: Entry, links: set[str], prefix: str) -> None:
 # -- reading the two formats -------------------------------------------------------------------
 
 
-def _tar_entries(tar: tarfile.TarFile) -> list[Entry]:
+def _tar_entries(tar: tarfile.TarFile, members: list[tarfile.TarInfo], limits: Limits) -> list[Entry]:
+    """Read the members one by one (into ``members``), stopping as soon as there are too many."""
     entries = []
-    for member in tar.getmembers():
+    for member in tar:
+        members.append(member)
+        if len(members) > limits.max_entries:
+            raise ModelRejected(f"more than {limits.max_entries} entries: over the limit", "too_large")
         if member.isreg():
             kind = "file"
         elif member.isdir():
@@ -227,8 +231,8 @@ def extract(archive: Path, staging: Path, limits: Limits) -> Path:
                 entries = check_entries(_zip_entries(zf), limits, size)
                 return _extract(entries, archive.name, staging, limits, lambda n: zf.open(infos[n]))
         with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            entries = check_entries(_tar_entries(tar), limits, size)
+            members: list[tarfile.TarInfo] = []
+            entries = check_entries(_tar_entries(tar, members, limits), limits, size)
             return _extract(entries, archive.name, staging, limits, lambda n: tar.extractfile(members[n]))
     except (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise ModelRejected(f"{archive.name}: unreadable archive ({exc})", "archive") from None

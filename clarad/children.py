@@ -85,7 +85,8 @@ async def stop(child: Child, grace: float) -> int:
         try:
             await asyncio.wait_for(child.proc.wait(), grace)
         except asyncio.TimeoutError:
-            log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
+            if grace > 0:
+                log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
     _signal_group(child.pid, signal.SIGKILL)  # whatever is left of the group, leader or not
     return await child.proc.wait()
 

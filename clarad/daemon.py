@@ -55,9 +55,10 @@ class Daemon:
         self.inner: dict[str, "asyncio.Future[tuple[JobStatus, str]]"] = {}  # job id -> the runner's work
         self.cancel_reasons: dict[str, str] = {}
         self.drops: dict[Path, inbox.Drop] = {}
-        self.renamed: set[Path] = set()
+        self.complete: set[Path] = set()  # drops known to be whole: renamed in, or ready and deferred
         self.tracked: dict[Path, inbox.Tracked] = {}
         self.ingesting: dict[Path, asyncio.Task[None]] = {}  # model drops being taken in the background
+        self.unloading: set[asyncio.Task[None]] = set()  # removed models leaving idle instances
         self.launch: Optional[LaunchSpec] = None
         self.launch_error = ""
         self.started_at = time.time()
@@ -104,7 +105,7 @@ class Daemon:
         notify("STOPPING=1")
         observer.stop()
         server.close()
-        background = [ticker, *([keepalive] if keepalive else []), *self.ingesting.values()]
+        background = [ticker, *([keepalive] if keepalive else []), *self.ingesting.values(), *self.unloading]
         for task in background:
             task.cancel()
         for task in self.running.values():
@@ -150,7 +151,8 @@ class Daemon:
         self.pool.remove(instance)
         if instance.server is None:
             return
-        code = await instance.server.stop(self.settings.triton_stop_grace_seconds)
+        code = await children.stop_surely(instance.server.child, self.settings.triton_stop_grace_seconds)
+        instance.server.client.close()
         self.store.forget_child(instance.server.child.pid)
         log.info("instance %s stopped (%s)", instance.id, children.describe_exit(code))
 
@@ -166,7 +168,7 @@ class Daemon:
     def _on_drop_event(self, drop: inbox.Drop, renamed: bool) -> None:
         self.drops.setdefault(drop.path, drop)
         if renamed:
-            self.renamed.add(drop.path)
+            self.complete.add(drop.path)
         self.wakeup.set()
 
     def _rescan(self) -> None:
@@ -200,19 +202,22 @@ class Daemon:
     async def _take_settled_drops(self) -> None:
         pending = {path: drop for path, drop in self.drops.items() if path not in self.ingesting}
         observed = {path: inbox.observe(path) for path in pending}
-        ready, self.tracked = inbox.settle_step(self.tracked, observed, self.renamed, time.time(), self.settings.settle_seconds)
+        ready, self.tracked = inbox.settle_step(self.tracked, observed, self.complete, time.time(), self.settings.settle_seconds)
         for path, seen in observed.items():
             if seen is None:
                 self.drops.pop(path, None)
         order = {kind: n for n, kind in enumerate(inbox.KINDS)}
         for path in sorted(ready, key=lambda p: (order[self.drops[p].kind], str(p))):
             drop = self.drops[path]
-            self.renamed.discard(path)
             if drop.kind == "models":  # extraction and digest take long: in the background
+                self.complete.discard(path)
                 self.ingesting[path] = asyncio.create_task(self._take(drop))
-            else:  # pipelines and payloads are quick, and in order after the models before them
+            elif self.ingesting:  # a pipeline may need a model still being taken: next tick
+                self.complete.add(path)
+            else:
+                self.complete.discard(path)
                 await self._take(drop)
-        self.renamed &= set(self.drops)
+        self.complete &= set(self.drops)
 
     async def _take(self, drop: inbox.Drop) -> None:
         try:
@@ -273,7 +278,9 @@ class Daemon:
                 for name in gone:
                     instance.loaded.pop(name)
                     instance.last_used.pop(name, None)
-                asyncio.create_task(self._unload(instance.server, gone))
+                task = asyncio.create_task(self._unload(instance.server, gone))
+                self.unloading.add(task)
+                task.add_done_callback(self.unloading.discard)
 
     async def _unload(self, server: TritonServer, names: list[str]) -> None:
         for name in names:
@@ -312,7 +319,6 @@ class Daemon:
             reason = f"internal error: {exc}"
         finally:
             self.inner.pop(job.id, None)
-            self.running.pop(job.id, None)
             self.cancel_reasons.pop(job.id, None)
             try:
                 self._finish(job.id, status, reason)
@@ -321,6 +327,7 @@ class Daemon:
             self.metrics.job_duration.observe(time.time() - started)
             if instance is not None:
                 await self._return_instance(instance, job.id)
+            self.running.pop(job.id, None)  # only now: shutdown waits for the instance's stop too
             self._schedule()
 
     async def _outcome(self, job: QueuedJob, inner: "asyncio.Future[tuple[JobStatus, str]]") -> tuple[JobStatus, str]:
@@ -339,7 +346,7 @@ class Daemon:
         if inner.cancelled():  # `clarad jobs cancel`
             return JobStatus.CANCELED, self.cancel_reasons.get(job.id, "canceled")
         error = inner.exception()
-        if isinstance(error, TritonError):
+        if isinstance(error, ClaradError):  # Triton failures, workspace permissions: readable as they are
             return JobStatus.FAULTED, str(error)
         if error is not None:
             log.error("job %s failed unexpectedly", job.id, exc_info=error)
@@ -436,12 +443,12 @@ class Daemon:
         needing = self._pipelines_needing(name)
         if needing and not force:
             raise ClaradError(f"model {name} is needed by pipeline(s) {', '.join(needing)}; use --force to remove it anyway")
-        self.store.remove_model(name)
         trash = self.layout.staging / f"removed-{name}-{time.time_ns()}"
         trash.mkdir()
         for path in (self.layout.models / name, self.layout.revisions / name):
-            if path.exists():
-                path.rename(trash / path.parent.name)  # at once, so a new drop of the name finds room
+            if path.exists():  # out of the way first: a crash now leaves a record whose files are gone
+                path.rename(trash / path.parent.name)
+        self.store.remove_model(name)
         await asyncio.to_thread(shutil.rmtree, trash, True)
         log.warning("model %s removed%s", name, f" although pipeline(s) {', '.join(needing)} need it" if needing else "")
         self._unload_removed_models()
@@ -456,11 +463,14 @@ class Daemon:
             have = ", ".join(r["digest"][:12] for r in kept) or "none"
             raise ClaradError(f"model {model['name']}: no single kept revision {revision or ''} (kept: {have})".replace("  ", " "))
         digest = chosen[0]["digest"]
+        recovery.begin_install(self.layout, model["name"], digest, model["digest"])
         try:
             repository.restore(model["name"], digest, self.layout.models, self.layout.revisions, model["digest"])
         except ModelRejected as exc:
+            recovery.end_install(self.layout, model["name"])
             raise ClaradError(str(exc)) from None
         self.store.rollback_model(model["name"], digest, time.time())
+        recovery.end_install(self.layout, model["name"])
         log.info("model %s rolled back to revision %s (was %s)", model["name"], digest[:12], model["digest"][:12])
         self._publish()
         return {"name": model["name"], "digest": digest, "previous": model["digest"]}
@@ -487,11 +497,13 @@ class Daemon:
             copy = staging / path.name
             await asyncio.to_thread(_copy_payload, path, copy)
             job = self.ingest.create_job(str(args["pipeline"]), copy, name, priority)
+            self._enqueue(job.id)
         except RejectedDrop as exc:
             raise ClaradError(str(exc)) from None
+        except OSError as exc:
+            raise ClaradError(f"{path}: {exc.strerror or exc}") from None
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
-        self._enqueue(job.id)
         self._schedule()
         return {"id": job.id, "priority": priority.value}
 
@@ -507,6 +519,8 @@ class Daemon:
             self.cancel_reasons[job["id"]] = "canceled"
             if job["id"] in self.inner:  # else _run_job has not begun, and will see the reason
                 self.inner[job["id"]].cancel()
+        else:
+            raise ClaradError(f"job {job['id']} is being set up; try again in a moment")
         return {"id": job["id"], "canceling": True}
 
     def _status(self) -> dict[str, Any]:

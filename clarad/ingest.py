@@ -116,8 +116,14 @@ class Ingest:
             log.info("model %s: same content as the current revision %s; nothing changed", info.name, info.digest[:12])
             return {"name": info.name, "digest": info.digest, "changed": False}
         recovery.begin_install(self.layout, info.name, info.digest, current)
-        repository.install(model_dir, self.layout.models, self.layout.revisions, info, current)
-        model_id = self.store.accept_model(info.name, info.digest, info.backend, info.versions, info.size, origin, time.time())
+        try:
+            repository.install(model_dir, self.layout.models, self.layout.revisions, info, current)
+            model_id = self.store.accept_model(info.name, info.digest, info.backend, info.versions, info.size, origin,
+                                               time.time())
+        except OSError as exc:  # e.g. a directory owned by another user: nothing was installed
+            recovery.end_install(self.layout, info.name)
+            raise ModelRejected(f"{info.name}: cannot be moved into the repository ({exc.strerror or exc})",
+                                "unreadable") from None
         recovery.end_install(self.layout, info.name)
         forgotten = self.store.prune_revisions(info.name, self.revisions_kept)
         kept = [r["digest"] for r in self.store.revisions(info.name)]
@@ -169,7 +175,14 @@ class Ingest:
         whole = source.is_dir() and not source.is_symlink()
         target = payload if whole else payload / source.name
         target.parent.mkdir(exist_ok=True)
-        source.rename(target)
+        try:
+            source.rename(target)
+        except OSError as exc:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise RejectedDrop(
+                f"{source.name}: cannot be moved into the job ({exc.strerror or exc}); drop it as clarad's user or group",
+                "unreadable",
+            ) from None
         self.store.create_job(job_id, pipeline.name, name, priority.value, [op.name for op in pipeline.operators],
                               time.time())
         self.metrics.drops_accepted.labels("jobs").inc()

@@ -173,14 +173,12 @@ MEMORY_POLL = 0.25  # seconds between memory checks of an operator with requests
 
 async def _wait_within_memory(child: children.Child, memory_mb: Optional[int]) -> int:
     """Wait for the child to exit; return 0, or the MB it used once it went over ``memory_mb``."""
+    exited = asyncio.ensure_future(child.proc.wait())
     if not memory_mb:
-        await child.proc.wait()
+        await exited
         return 0
-    while True:
-        try:
-            await asyncio.wait_for(asyncio.shield(child.proc.wait()), MEMORY_POLL)
-            return 0
-        except asyncio.TimeoutError:
-            used = children.resident_mb(child.pid)
-            if used > memory_mb:
-                return used
+    while not (await asyncio.wait({exited}, timeout=MEMORY_POLL))[0]:
+        used = children.resident_mb(child.pid)
+        if used > memory_mb:
+            return used
+    return 0

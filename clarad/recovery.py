@@ -1,9 +1,9 @@
 """Start-up reconciliation: make the database and the state directory agree after a crash.
 
 Accepting a drop is "move into place, then commit". A crash between the two leaves:
-- a model install half done: each install writes ``revisions/.pending-<name>.json`` (the new and
-  the previous digest) before its renames and deletes it after the commit, so the next start knows
-  which model to look at, without hashing every model;
+- a model install or rollback half done: each writes ``revisions/.pending-<name>.json`` (the new
+  and the previous digest) before its renames and deletes it after the commit, so the next start
+  knows which model to look at, without hashing every model;
 - a payload moved into ``jobs/<id>/`` without its job: moved to rejected/ with the reason;
 - a pipeline definition in ``pipelines/`` the database does not hold: accepted again from the file.
 """
@@ -72,5 +72,9 @@ def _finish_install(layout: Layout, store: Store, pending: dict[str, Optional[st
         log.warning("model %s: interrupted install undone; revision %s is live again", name, previous[:12])
     elif live.exists() and recorded != digest:
         info = repository.inspect_model(live)
+        if info.digest != digest:  # not what was being installed: leave the record as it is
+            log.error("model %s: live files (revision %s) match neither the record nor the interrupted install",
+                      name, info.digest[:12])
+            return
         store.accept_model(name, info.digest, info.backend, info.versions, info.size, "recovered", time.time())
         log.warning("model %s: interrupted install completed (revision %s)", name, info.digest[:12])

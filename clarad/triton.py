@@ -31,6 +31,7 @@ from clarad import children
 from clarad.errors import TritonError
 
 OPT_BINARY = Path("/opt/tritonserver/bin/tritonserver")
+LOAD_TIMEOUT = 900.0  # seconds one load or unload may take before clarad gives up on it
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class TritonServer:
             except BaseException:  # cancelled while starting: leave nothing running
                 await children.stop_surely(server.child, 0)
                 server.client.close()
+                forget(child.pid)
                 raise
         raise TritonError(last_error)
 
@@ -204,10 +206,16 @@ class TritonServer:
         raise TritonError(f"tritonserver {self.id} not ready after {timeout:g} s: {self.last_log_line()}")
 
     def _ready(self) -> bool:
+        # Ask gRPC only once the port accepts connections: a call to a closed port would put the
+        # channel into its reconnect backoff (about a second) after Triton is already up.
+        try:
+            socket.create_connection(("127.0.0.1", self.ports.grpc), timeout=0.2).close()
+        except OSError:
+            return False
         try:
             return bool(self.client.is_server_live() and self.client.is_server_ready())
         except InferenceServerException:
-            return False  # not listening yet
+            return False
 
     def last_log_line(self) -> str:
         try:
@@ -222,18 +230,21 @@ class TritonServer:
 
     async def load(self, model: str) -> None:
         try:
-            await asyncio.to_thread(self.client.load_model, model)
+            await asyncio.to_thread(self.client.load_model, model, client_timeout=LOAD_TIMEOUT)
         except InferenceServerException as exc:
             raise TritonError(f"loading {model} on {self.id} failed: {_first_line(exc.message())}") from None
 
     async def unload(self, model: str) -> None:
         try:
-            await asyncio.to_thread(self.client.unload_model, model)
+            await asyncio.to_thread(self.client.unload_model, model, client_timeout=LOAD_TIMEOUT)
         except InferenceServerException as exc:
             raise TritonError(f"unloading {model} on {self.id} failed: {_first_line(exc.message())}") from None
 
     async def ready_models(self) -> set[str]:
-        index = await asyncio.to_thread(self.client.get_model_repository_index)
+        try:
+            index = await asyncio.to_thread(self.client.get_model_repository_index)
+        except InferenceServerException as exc:
+            raise TritonError(f"{self.id} did not answer: {_first_line(exc.message())}") from None
         return {m.name for m in index.models if m.state == "READY"}
 
     async def stop(self, grace: float) -> int:
