@@ -9,9 +9,11 @@ from clarad.jobs import (
     JobState,
     OperatorState,
     Priority,
+    QueuedJob,
     doomed_operators,
     job_transition,
     operator_transition,
+    queue_order,
     runnable_operators,
 )
 from clarad.pipelines import Pipeline, parse_pipeline
@@ -117,25 +119,18 @@ def test_priorities_run_immediate_then_high_normal_low() -> None:
     assert len({p.rank for p in Priority}) == len(Priority)
 
 
-def _queued(job_id: str, priority: str, created_at: float) -> "QueuedJob":
-    from clarad.jobs import QueuedJob
-    from clarad.pipelines import parse_pipeline
-
+def _queued(job_id: str, priority: str, created_at: float) -> QueuedJob:
     pipeline = parse_pipeline("name: p\noperators:\n- name: a\n  command: [true]\n")
     return QueuedJob(job_id, job_id, pipeline, Priority.parse(priority), created_at)
 
 
 def test_queue_order_immediate_first_then_priority_then_age() -> None:
-    from clarad.jobs import queue_order
-
     jobs = [_queued("low", "low", 10), _queued("normal", "normal", 11), _queued("high", "higher", 12),
             _queued("imm", "immediate", 13), _queued("normal-older", "normal", 5)]
     assert [j.id for j in queue_order(jobs, now=20, aging=60)] == ["imm", "high", "normal-older", "normal", "low"]
 
 
 def test_waiting_raises_a_job_one_class_per_aging_period_but_never_above_high() -> None:
-    from clarad.jobs import queue_order
-
     old_low = _queued("old-low", "low", 0)
     fresh_high = _queued("fresh-high", "high", 170)
     fresh_normal = _queued("fresh-normal", "normal", 170)
