@@ -15,13 +15,17 @@ Each declared input and output is also given as ``CLARAD_INPUT_<i>`` / ``CLARAD_
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from clarad import children
+from clarad.errors import ClaradError
 from clarad.pipelines import Operator, Pipeline
 
 TRITON_VARIABLES = ("NVIDIA_TRITON_GRPCURI", "NVIDIA_TRITON_HTTPURI", "CLARA_TRITON_URI", "NVIDIA_CLARA_TRTISURI")
@@ -113,13 +117,27 @@ def expand(argv: list[str], env: Mapping[str, str]) -> list[str]:
     return [_REFERENCE.sub(one, arg) for arg in argv]
 
 
-def prepare_workspace(workspace: Workspace, pipeline: Pipeline) -> None:
-    """Create every output, log and publish directory before the first operator starts."""
+def prepare_workspace(workspace: Workspace, pipeline: Pipeline, user: Optional[str] = None) -> None:
+    """Create every output, log and publish directory before the first operator starts. With
+    ``user`` (operator_user), hand the payload, the outputs and publish/ to that user and let it
+    pass through the job's directory (logs/ stays clarad's: it writes the operators' output there);
+    raises ClaradError when that is not possible."""
     for op in pipeline.operators:
         for path in workspace.outputs(op):
             path.mkdir(parents=True, exist_ok=True)
     workspace.logs.mkdir(parents=True, exist_ok=True)
     workspace.publish.mkdir(parents=True, exist_ok=True)
+    if user is None:
+        return
+    try:
+        account = pwd.getpwnam(user)
+        for top in (workspace.payload, workspace.root / "operators", workspace.publish):
+            for path in [top, *top.rglob("*")]:
+                os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+        for folder in (workspace.root, workspace.root.parent):
+            folder.chmod(folder.stat().st_mode | stat.S_IXOTH)  # pass through, not list
+    except (KeyError, OSError) as exc:
+        raise ClaradError(f"cannot hand the job's directories to operator_user {user}: {exc}") from None
 
 
 @dataclass(frozen=True)

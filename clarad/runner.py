@@ -47,7 +47,7 @@ class JobRunner:
     async def run(self, job: QueuedJob, decision: Decision, instance: Optional[Instance]) -> tuple[JobStatus, str]:
         """Prepare the instance (if the job needs one), then run the operators; the job's status and reason."""
         workspace = Workspace(self.layout.job_dir(job.id))
-        prepare_workspace(workspace, job.pipeline)
+        prepare_workspace(workspace, job.pipeline, self.settings.operator_user)
         endpoints = None
         if instance is not None:
             endpoints = await self._prepare_instance(instance, decision, job)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.e2e.clarad_process import DEMO, Clarad
 from tests.waiting import wait_for
@@ -80,3 +85,28 @@ operators:
     status = json.loads((clarad.state / "jobs" / job_id / "status.json").read_text())
     assert (status["state"], status["status"], status["reason"]) == ("STOPPED", "CANCELED", "canceled")
     assert status["operators"][0]["state"] == "FAULTED"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching operators to another user needs root (as clarad's unit grants it)")
+def test_operators_run_as_operator_user_with_their_own_directories() -> None:
+    base = Path(tempfile.mkdtemp(prefix="clarad-user-"))  # not under pytest's private (0700) tmp
+    base.chmod(0o755)
+    try:
+        clarad = Clarad(base / "state", CLARAD_OPERATOR_USER="nobody").start()
+        clarad.drop_text("""
+name: as-nobody
+operators:
+- name: writes
+  command: ["/bin/sh", "-c", "id -u > $NVIDIA_CLARA_OUTPUT/uid && cat $NVIDIA_CLARA_INPUT/payload.txt > $NVIDIA_CLARA_OUTPUT/copy"]
+""", "pipelines", "as-nobody.yaml")
+        clarad.drop_text("hello", "jobs/as-nobody", "payload.txt")
+        job = clarad.wait_job_stopped(clarad.wait_new_job(set()))
+        assert job["status"] == "HEALTHY", job["reason"]
+        out = Path(job["directory"]) / "operators" / "writes"
+        nobody = pwd.getpwnam("nobody")
+        assert (out / "uid").read_text().strip() == str(nobody.pw_uid)
+        assert (out / "copy").read_text() == "hello"
+        assert (out / "copy").stat().st_uid == nobody.pw_uid
+        assert clarad.stop() == 0
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
