@@ -13,7 +13,7 @@ from collections.abc import Collection
 from typing import Any, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clarad.errors import PipelineRejected
 
@@ -103,6 +103,16 @@ class Pipeline(_Strict):
     orchestrator: Optional[str] = None
     pull_secrets: Optional[list[Any]] = Field(None, alias="pull-secrets")
     _valid = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _canonical_from(self) -> "Pipeline":
+        """Names are case-insensitive in Clara: ``from: Prepare`` reads operator ``prepare``."""
+        canonical = {op.name.lower(): op.name for op in self.operators}
+        for op in self.operators:
+            for inp in op.input:
+                if inp.from_ is not None:
+                    inp.from_ = canonical.get(inp.from_.lower(), inp.from_)
+        return self
 
     def operator(self, name: str) -> Operator:
         return next(op for op in self.operators if op.name == name)

@@ -138,3 +138,12 @@ def test_pipeline_model_names_in_order_of_first_mention_without_repeats() -> Non
         "- {name: c, command: [z]}\n"
     )
     assert pipeline.model_names == ["m2", "m1", "m3"]
+
+
+def test_from_names_an_operator_case_insensitively() -> None:
+    pipeline = parse_pipeline(
+        "name: p\noperators:\n- name: prepare\n  command: [a]\n- name: infer\n  command: [b]\n  input: [{from: Prepare}]\n"
+    )
+    check_pipeline(pipeline, set())
+    assert pipeline.operator("infer").upstream == {"prepare"}
+    assert topological_order(pipeline) == ["prepare", "infer"]
