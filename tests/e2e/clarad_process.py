@@ -20,6 +20,7 @@ from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "docs" / "demo"
+STARTED: list["Clarad"] = []  # every daemon the tests started, so none outlives them (see conftest.py)
 
 
 def free_port() -> int:
@@ -37,6 +38,7 @@ class Clarad:
         self.log = state.parent / f"{state.name}-clarad.log"
 
     def start(self) -> "Clarad":
+        STARTED.append(self)
         self.state.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -61,6 +63,17 @@ class Clarad:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+    def stop_if_running(self) -> None:
+        """For teardown after a failed test: stop clarad, then anything of its state still running."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.stop()
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for leftover in self.processes():
+            leftover.kill()
 
     def ask(self, command: str, **args: Any) -> Any:
         return control.request(control.socket_path(self.state), command, args)
