@@ -79,6 +79,7 @@ class Daemon:
                                  self.settings.archive_max_ratio)
         self.ingest = Ingest(self.layout, self.store, self.metrics, limits, self.settings.model_revisions_kept)
         self.gpus = self.gpu_source.discover()
+        self.metrics.watch_gpus(self.gpu_source)
         self.pool = Pool(slots(self.gpus, self.settings.instances_per_gpu, self.settings.cpu_instances))
         log.info("clarad %s: state in %s; %s; %d instance slot(s)", __version__, self.layout.root,
                  f"{len(self.gpus)} GPU(s)" if self.gpus else "no GPU, CPU instances", len(self.pool.slots))

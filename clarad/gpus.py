@@ -21,8 +21,18 @@ class Gpu:
     memory_total: int  # bytes
 
 
+@dataclass(frozen=True)
+class GpuMemory:
+    index: int
+    uuid: str
+    used: int  # bytes
+    total: int
+
+
 class Gpus(Protocol):
     def discover(self) -> list[Gpu]: ...
+
+    def memory(self) -> list[GpuMemory]: ...
 
 
 class NvmlGpus:
@@ -51,15 +61,40 @@ class NvmlGpus:
         finally:
             pynvml.nvmlShutdown()
 
+    def memory(self) -> list[GpuMemory]:
+        """Memory in use on each GPU now (read at scrape time); empty without NVML."""
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+        except Exception:
+            return []
+        try:
+            readings = []
+            for index in range(pynvml.nvmlDeviceGetCount()):
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                readings.append(GpuMemory(index, _text(pynvml.nvmlDeviceGetUUID(handle)), int(info.used), int(info.total)))
+            return readings
+        except pynvml.NVMLError as exc:
+            log.warning("NVML failed while reading GPU memory (%s)", exc)
+            return []
+        finally:
+            pynvml.nvmlShutdown()
+
 
 class StaticGpus:
     """A stand-in for hosts without NVML: the GPUs it is given."""
 
-    def __init__(self, gpus: list[Gpu]) -> None:
+    def __init__(self, gpus: list[Gpu], used: int = 0) -> None:
         self._gpus = list(gpus)
+        self._used = used
 
     def discover(self) -> list[Gpu]:
         return list(self._gpus)
+
+    def memory(self) -> list[GpuMemory]:
+        return [GpuMemory(gpu.index, gpu.uuid, self._used, gpu.memory_total) for gpu in self._gpus]
 
 
 def _text(value: bytes | str) -> str:

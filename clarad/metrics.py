@@ -2,23 +2,19 @@
 
 Counters and histograms are updated where the event happens (on the daemon's loop); the gauges are
 set from the loop's snapshot after every change (``publish``), so a scrape on the HTTP thread only
-reads values and never touches live state.
+reads values and never touches live state. GPU memory is read from NVML at scrape time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    start_http_server,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 from clarad.errors import ClaradError
+from clarad.gpus import Gpus
 
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 JOB_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800)
@@ -61,6 +57,10 @@ class Metrics:
         for reuse in ("hit", "partial", "miss"):
             self.placements.labels(reuse)
 
+    def watch_gpus(self, gpus: Gpus) -> None:
+        """Export each GPU's memory, read from ``gpus`` when Prometheus scrapes."""
+        self.registry.register(GpuMemoryCollector(gpus))
+
     def publish(self, snapshot: Mapping[str, Any]) -> None:
         """Set the gauges from the loop's snapshot (built by Daemon._publish)."""
         self.models.set(snapshot["models"])
@@ -80,3 +80,22 @@ class Metrics:
         except OSError as exc:
             raise ClaradError(f"metrics_port {port} on {address}: {exc.strerror or exc}") from None
         return server
+
+
+class GpuMemoryCollector:
+    """GPU memory in use and in total, read at scrape time (on the HTTP thread: NVML, no loop state)."""
+
+    def __init__(self, gpus: Gpus) -> None:
+        self.gpus = gpus
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # read at scrape time only: nothing to call NVML for at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        used = GaugeMetricFamily("clarad_gpu_memory_used_bytes", "GPU memory in use, by GPU.", labels=["gpu", "uuid"])
+        total = GaugeMetricFamily("clarad_gpu_memory_total_bytes", "GPU memory, by GPU.", labels=["gpu", "uuid"])
+        for reading in self.gpus.memory():
+            used.add_metric([str(reading.index), reading.uuid], reading.used)
+            total.add_metric([str(reading.index), reading.uuid], reading.total)
+        yield used
+        yield total

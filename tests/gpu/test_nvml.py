@@ -39,3 +39,12 @@ def test_a_gpu_slot_pins_exactly_its_gpu() -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.cuda_visible_devices}
     seen = subprocess.run(["nvidia-smi", "-L"], env=env, capture_output=True, text=True, check=True).stdout
     assert gpu.uuid in seen
+
+
+def test_memory_readings_match_the_driver() -> None:
+    readings = NvmlGpus().memory()
+    assert [r.uuid for r in readings] == [g.uuid for g in NvmlGpus().discover()]
+    for reading in readings:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(reading.index)
+        assert reading.total == pynvml.nvmlDeviceGetMemoryInfo(handle).total
+        assert 0 <= reading.used <= reading.total

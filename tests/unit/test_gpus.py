@@ -26,3 +26,21 @@ def test_stand_in_returns_what_it_was_given_as_a_copy() -> None:
 def test_nvml_discovery_never_raises() -> None:
     found = NvmlGpus().discover()  # no driver here: an empty list; on a GPU host: the GPUs
     assert isinstance(found, list) and all(isinstance(gpu, Gpu) for gpu in found)
+
+
+def test_gpu_memory_is_exported_at_scrape_time() -> None:
+    from clarad.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.watch_gpus(StaticGpus([A100, H100], used=3 << 30))
+    registry = metrics.registry
+    assert registry.get_sample_value("clarad_gpu_memory_used_bytes", {"gpu": "1", "uuid": "GPU-bbbb"}) == 3 << 30
+    assert registry.get_sample_value("clarad_gpu_memory_total_bytes", {"gpu": "0", "uuid": "GPU-aaaa"}) == 80 << 30
+
+
+def test_no_gpu_exports_no_gpu_samples() -> None:
+    from clarad.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.watch_gpus(StaticGpus([]))
+    assert metrics.registry.get_sample_value("clarad_gpu_memory_used_bytes", {"gpu": "0", "uuid": "GPU-aaaa"}) is None
