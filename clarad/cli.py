@@ -130,7 +130,7 @@ def _show(ns: argparse.Namespace, data: Any, formatter: Callable[[Any], str]) ->
 def cmd_run(ns: argparse.Namespace, settings: Settings) -> int:
     from clarad.daemon import run_daemon
 
-    return run_daemon(settings)
+    return run_daemon(settings, reload=lambda: _settings(ns))
 
 
 def cmd_models_add(ns: argparse.Namespace, settings: Settings) -> int:
@@ -246,14 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings(ns: argparse.Namespace) -> Settings:
+    """The settings from every source, with this command line's flags on top."""
+    return load_settings(
+        ns.config, state_dir=ns.state_dir,
+        metrics_port=getattr(ns, "metrics_port", None), log_level=getattr(ns, "log_level", None),
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
-        settings = load_settings(
-            ns.config, state_dir=ns.state_dir,
-            metrics_port=getattr(ns, "metrics_port", None), log_level=getattr(ns, "log_level", None),
-        )
-        return int(ns.func(ns, settings))
+        return int(ns.func(ns, _settings(ns)))
     except ClaradError as exc:
         print(f"clarad: {exc}", file=sys.stderr)
         return 1

@@ -42,11 +42,18 @@ from clarad.triton import LaunchSpec, TritonServer, find_binary, prepare_launch
 log = logging.getLogger("clarad")
 
 SETTLE_POLL = 0.1  # seconds between looks at drops that are still being written
+# Settings a running daemon cannot change: where it lives, what it listens on, its instance slots.
+RESTART_TO_CHANGE = frozenset({
+    "state_dir", "metrics_address", "metrics_port", "triton_binary", "triton_backend_dir", "use_gpus",
+    "instances_per_gpu", "cpu_instances",
+})
 
 
 class Daemon:
-    def __init__(self, settings: Settings, gpus: Optional[Gpus] = None) -> None:
+    def __init__(self, settings: Settings, gpus: Optional[Gpus] = None,
+                 reload: Optional[Callable[[], Settings]] = None) -> None:
         self.settings = settings
+        self.reload = reload
         self.layout = Layout(settings.state_dir)
         self.metrics = Metrics()
         self.gpu_source = gpus or (NvmlGpus() if settings.use_gpus else StaticGpus([]))
@@ -158,7 +165,26 @@ class Daemon:
         log.info("instance %s stopped (%s)", instance.id, children.describe_exit(code))
 
     def _on_sighup(self) -> None:
-        log.warning("SIGHUP: settings are read at start-up only; restart clarad to apply changes")
+        """Read the settings again; apply those a running daemon can change, name the others."""
+        if self.reload is None:
+            return
+        try:
+            new = self.reload()
+        except ClaradError as exc:
+            log.error("SIGHUP: settings refused, nothing changed: %s", exc)
+            return
+        old = self.settings.model_dump()
+        changed = [key for key, value in new.model_dump().items() if old[key] != value]
+        fixed = [key for key in changed if key in RESTART_TO_CHANGE]
+        applied = [key for key in changed if key not in RESTART_TO_CHANGE]
+        self.settings = self.runner.settings = new.model_copy(update={key: old[key] for key in fixed})
+        self.ingest.limits = archives.Limits(new.archive_max_entries, new.archive_max_bytes, new.archive_max_ratio)
+        self.ingest.revisions_kept = new.model_revisions_kept
+        logging.getLogger().setLevel(self.settings.log_level)
+        log.info("SIGHUP: settings read again; applied: %s", ", ".join(applied) or "no change")
+        if fixed:
+            log.warning("SIGHUP: %s take effect only after a restart", ", ".join(fixed))
+        self._schedule()
 
     # -- the inbox -----------------------------------------------------------------------------
 
@@ -538,6 +564,7 @@ class Daemon:
             "jobs": self.store.job_counts(),
             "models": len(self.store.models()),
             "pipelines": len(self.store.pipelines()),
+            "settings": self.settings.model_dump(mode="json"),
         }
 
 
@@ -560,7 +587,7 @@ def _exclusive_lock(path: Path) -> IO[bytes]:
     return handle
 
 
-def run_daemon(settings: Settings) -> int:
+def run_daemon(settings: Settings, reload: Optional[Callable[[], Settings]] = None) -> int:
     """Entry point of `clarad run`: log to stderr (journald adds its own timestamps), run the loop."""
     under_journal = bool(os.environ.get("JOURNAL_STREAM"))
     logging.basicConfig(
@@ -568,7 +595,7 @@ def run_daemon(settings: Settings) -> int:
         format="%(levelname)s %(name)s: %(message)s" if under_journal else "%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(Daemon(settings).run())
+        return asyncio.run(Daemon(settings, reload=reload).run())
     except ClaradError as exc:
         log.error("%s", exc)
         return 1

@@ -110,3 +110,30 @@ operators:
         assert clarad.stop() == 0
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_sighup_applies_new_settings_and_names_those_needing_a_restart(tmp_path: Path) -> None:
+    config = tmp_path / "clarad.toml"
+    config.write_text("job_timeout_seconds = 600.0\ncpu_instances = 2\n")
+    clarad = Clarad(tmp_path / "state", CLARAD_CONFIG=str(config)).start()
+    clarad.drop_text(f"""
+name: sleepy
+operators:
+- name: sleeps
+  command: ["{sys.executable}", "-c", "import time; time.sleep(60)"]
+""", "pipelines", "sleepy.yaml")
+    config.write_text("job_timeout_seconds = 1.0\ncpu_instances = 3\n")
+    clarad.proc.send_signal(signal.SIGHUP)
+    settings = wait_for(lambda: (s := clarad.ask("status")["settings"])["job_timeout_seconds"] == 1.0 and s,
+                        30, "the new timeout")
+    assert settings["cpu_instances"] == 2  # a restart is needed for that one
+    assert "SIGHUP: cpu_instances take effect only after a restart" in clarad.log.read_text()
+    clarad.drop_text("x", "jobs/sleepy", "payload.txt")
+    job = clarad.wait_job_stopped(clarad.wait_new_job(set()))
+    assert (job["status"], job["reason"]) == ("FAULTED", "timed out after 1 s")
+    config.write_text("job_timeout_seconds = -5\n")
+    clarad.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: settings refused, nothing changed: job_timeout_seconds" in clarad.log.read_text(),
+             30, "the refusal")
+    assert clarad.ask("status")["settings"]["job_timeout_seconds"] == 1.0
+    assert clarad.stop() == 0
