@@ -61,7 +61,8 @@ def test_archive_dropped_while_clarad_was_down_is_taken_at_start(clarad: Clarad)
     accepted = wait_for(lambda: model(clarad, "affine"), 30, "affine from the start-up scan")
     assert accepted["digest"] == tree_digest(DEMO / "models" / "affine")[0]
     assert accepted["source"] == "inbox:affine.tgz"
-    assert not (clarad.state / "inbox" / "models" / "affine.tgz").exists()
+    archive = clarad.state / "inbox" / "models" / "affine.tgz"
+    wait_for(lambda: not archive.exists(), 30, "the accepted archive to leave the inbox")  # removed after the commit
     assert (clarad.state / "models" / "affine" / "1" / "model.py").is_file()
 
 
