@@ -7,8 +7,9 @@ CPU instances there.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -39,48 +40,41 @@ class NvmlGpus:
     """The real GPUs, as NVML (nvidia-ml-py, module ``pynvml``) reports them."""
 
     def discover(self) -> list[Gpu]:
-        try:
-            import pynvml
+        def read(pynvml: Any, index: int, handle: Any) -> Gpu:
+            name = _text(pynvml.nvmlDeviceGetName(handle))
+            total = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+            return Gpu(index, _text(pynvml.nvmlDeviceGetUUID(handle)), name, total)
 
-            pynvml.nvmlInit()
-        except Exception as exc:  # no library, no driver, no device: all mean "no GPU"
-            log.info("NVML unavailable (%s): running CPU instances", exc)
-            return []
-        try:
-            found = []
-            for index in range(pynvml.nvmlDeviceGetCount()):
-                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-                uuid = pynvml.nvmlDeviceGetUUID(handle)
-                name = pynvml.nvmlDeviceGetName(handle)
-                memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
-                found.append(Gpu(index, _text(uuid), _text(name), int(memory)))
-            return found
-        except pynvml.NVMLError as exc:
-            log.warning("NVML failed while listing GPUs (%s): running CPU instances", exc)
-            return []
-        finally:
-            pynvml.nvmlShutdown()
+        return _each_device(read, "listing GPUs", log.info)
 
     def memory(self) -> list[GpuMemory]:
         """Memory in use on each GPU now (read at scrape time); empty without NVML."""
-        try:
-            import pynvml
+        def read(pynvml: Any, index: int, handle: Any) -> GpuMemory:
+            info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            return GpuMemory(index, _text(pynvml.nvmlDeviceGetUUID(handle)), int(info.used), int(info.total))
 
-            pynvml.nvmlInit()
-        except Exception:
-            return []
-        try:
-            readings = []
-            for index in range(pynvml.nvmlDeviceGetCount()):
-                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-                info = pynvml.nvmlDeviceGetMemoryInfo(handle)
-                readings.append(GpuMemory(index, _text(pynvml.nvmlDeviceGetUUID(handle)), int(info.used), int(info.total)))
-            return readings
-        except pynvml.NVMLError as exc:
-            log.warning("NVML failed while reading GPU memory (%s)", exc)
-            return []
-        finally:
-            pynvml.nvmlShutdown()
+        return _each_device(read, "reading GPU memory", log.debug)
+
+
+T = TypeVar("T")
+
+
+def _each_device(read: Callable[[Any, int, Any], T], doing: str, say: Callable[..., None]) -> list[T]:
+    """``read`` every device NVML knows; no library, no driver or no device all mean no GPU."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:
+        say("NVML unavailable (%s): no GPU, CPU instances only", exc)
+        return []
+    try:
+        return [read(pynvml, i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())]
+    except pynvml.NVMLError as exc:
+        log.warning("NVML failed while %s (%s)", doing, exc)
+        return []
+    finally:
+        pynvml.nvmlShutdown()
 
 
 class StaticGpus:
