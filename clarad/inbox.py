@@ -28,7 +28,6 @@ from watchdog.observers.polling import PollingObserver
 log = logging.getLogger(__name__)
 
 KINDS = ("models", "pipelines", "jobs")
-PIPELINE_SUFFIXES = (".yaml", ".yml")
 
 Observation = tuple[int, int, int]  # entries, bytes, newest mtime (ns)
 
