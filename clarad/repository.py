@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from clarad.errors import ModelRejected
@@ -50,6 +50,21 @@ class ModelInfo:
     versions: list[int]
     digest: str
     size: int
+
+
+# Every load hands Triton the model's configuration with this parameter set to the revision's
+# digest. Triton reloads a loaded model only when it judges it modified, from directory timestamps
+# that a rollback (older files) or Triton's own bytecode writes make wrong; a configuration that
+# differs always reloads, so a revision change is a real reload. Reading the parameter back tells
+# which revision Triton serves.
+REVISION_PARAMETER = "clarad_revision"
+
+
+def stamped_config(text: str, digest: str, where: str = "config.pbtxt") -> str:
+    """``config.pbtxt`` text as the JSON Triton's load takes, stamped with the revision ``digest``."""
+    config = parse_config(text, where)
+    config.parameters[REVISION_PARAMETER].string_value = digest
+    return str(json_format.MessageToJson(config))
 
 
 def parse_config(text: str, where: str = "config.pbtxt") -> model_config_pb2.ModelConfig:

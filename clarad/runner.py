@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Optional
 
-from clarad import children
+from clarad import children, repository
 from clarad.config import Settings
 from clarad.errors import TritonError
 from clarad.gpus import Gpu
@@ -73,27 +73,42 @@ class JobRunner:
             instance.loaded.pop(name, None)
             log.info("instance %s: unloaded %s to make room", instance.id, name)
         wanted = job.pipeline.model_names
-        digests = self.store.model_digests()  # again: a model may have been replaced since the decision
         for name in wanted:
-            if name not in digests:
-                raise TritonError(f"model {name} was removed from the repository before the job started")
-            if instance.loaded.get(name) == digests[name]:
-                continue
-            began = time.monotonic()
-            instance.loaded.pop(name, None)
-            await server.load(name)
-            took = time.monotonic() - began
-            instance.loaded[name] = digests[name]
-            instance.loads[name] = instance.loads.get(name, 0) + 1
-            self.metrics.model_loads.labels(name).inc()
-            self.metrics.model_load_seconds.observe(took)
-            log.info("instance %s: loaded %s (revision %s) in %.2f s", instance.id, name, digests[name][:12], took)
+            if instance.loaded.get(name) != self.store.model_digests().get(name):
+                await self._load(instance, name)
         missing = set(wanted) - await server.ready_models()
         if missing:
             raise TritonError(f"instance {instance.id}: model(s) {', '.join(sorted(missing))} not ready after loading")
         self.store.note_job_models(job.id, {name: instance.loaded[name] for name in wanted})
         instance.prepared_for = job.id
         return Endpoints(server.ports.grpc_uri, server.ports.http_uri)
+
+    async def _load(self, instance: Instance, name: str) -> None:
+        """Load the repository's current revision of ``name`` and confirm Triton serves that one."""
+        assert instance.server is not None
+        began = time.monotonic()
+        instance.loaded.pop(name, None)
+        for _attempt in range(3):
+            digest = self.store.model_digests().get(name)
+            if digest is None:
+                raise TritonError(f"model {name} was removed from the repository before the job started")
+            config = self.layout.models / name / "config.pbtxt"
+            text = await asyncio.to_thread(config.read_text, encoding="utf-8")
+            await instance.server.load(name, repository.stamped_config(text, digest, f"{name}/config.pbtxt"))
+            if self.store.model_digests().get(name) == digest:
+                break  # else it was replaced while Triton read its files: load the new one
+        else:
+            raise TritonError(f"model {name} was replaced three times while loading; the job did not start")
+        served = await instance.server.served_revision(name)
+        if served != digest:
+            raise TritonError(f"instance {instance.id} serves model {name} at revision {(served or 'unknown')[:12]} "
+                              f"after loading revision {digest[:12]}")
+        took = time.monotonic() - began
+        instance.loaded[name] = digest
+        instance.loads[name] = instance.loads.get(name, 0) + 1
+        self.metrics.model_loads.labels(name).inc()
+        self.metrics.model_load_seconds.observe(took)
+        log.info("instance %s: loaded %s (revision %s) in %.2f s", instance.id, name, digest[:12], took)
 
     async def _run_operators(self, job: QueuedJob, workspace: Workspace, endpoints: Optional[Endpoints]) -> tuple[JobStatus, str]:
         """Run the DAG: start every operator whose inputs are complete; stop when nothing more can run."""

@@ -29,6 +29,7 @@ from tritonclient.utils import InferenceServerException
 
 from clarad import children
 from clarad.errors import TritonError
+from clarad.repository import REVISION_PARAMETER
 
 OPT_BINARY = Path("/opt/tritonserver/bin/tritonserver")
 LOAD_TIMEOUT = 900.0  # seconds one load or unload may take before clarad gives up on it
@@ -228,11 +229,21 @@ class TritonServer:
     def alive(self) -> bool:
         return self.child.proc.returncode is None
 
-    async def load(self, model: str) -> None:
+    async def load(self, model: str, config_json: str) -> None:
+        """Load ``model`` with ``config_json`` as its configuration (see repository.stamped_config)."""
         try:
-            await asyncio.to_thread(self.client.load_model, model, client_timeout=LOAD_TIMEOUT)
+            await asyncio.to_thread(self.client.load_model, model, config=config_json, client_timeout=LOAD_TIMEOUT)
         except InferenceServerException as exc:
             raise TritonError(f"loading {model} on {self.id} failed: {_first_line(exc.message())}") from None
+
+    async def served_revision(self, model: str) -> Optional[str]:
+        """The revision stamp in the configuration Triton serves ``model`` with (None: no stamp)."""
+        try:
+            reply = await asyncio.to_thread(self.client.get_model_config, model)
+        except InferenceServerException as exc:
+            raise TritonError(f"{self.id} did not give the configuration of {model}: {_first_line(exc.message())}") from None
+        stamp = reply.config.parameters.get(REVISION_PARAMETER)
+        return stamp.string_value if stamp is not None else None
 
     async def unload(self, model: str) -> None:
         try:

@@ -223,3 +223,15 @@ def test_moving_bytes_between_files_changes_the_digest(tmp_path: Path) -> None:
 def test_directory_with_a_unicode_digit_name_is_not_a_version(affine: Path) -> None:
     (affine / "²").mkdir()
     assert inspect_model(affine).versions == [1]
+
+
+def test_stamped_config_carries_the_revision_and_keeps_the_model_config() -> None:
+    import json
+
+    from clarad.repository import REVISION_PARAMETER, stamped_config
+
+    text = (Path(__file__).parents[2] / "docs" / "demo" / "models" / "affine" / "config.pbtxt").read_text()
+    config = json.loads(stamped_config(text, "ab" * 32))
+    assert config["parameters"][REVISION_PARAMETER] == {"stringValue": "ab" * 32}
+    assert config["name"] == "affine" and config["backend"] == "python"
+    assert [i["name"] for i in config["input"]] == ["X"]
