@@ -81,17 +81,19 @@ class Daemon:
         self.layout.empty_staging()
         self.store = Store(self.layout.database)
         self._stop_leftovers()
-        recovery.reconcile(self.layout, self.store, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        self.gpus = self.gpu_source.discover()
+        self.free_gpus = {gpu.uuid for gpu in self.gpus}  # those no running job holds
+        recovery.reconcile(self.layout, self.store, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), len(self.gpus))
         limits = archives.Limits(self.settings.archive_max_entries, self.settings.archive_max_bytes,
                                  self.settings.archive_max_ratio)
-        self.ingest = Ingest(self.layout, self.store, self.metrics, limits, self.settings.model_revisions_kept)
-        self.gpus = self.gpu_source.discover()
+        self.ingest = Ingest(self.layout, self.store, self.metrics, limits, self.settings.model_revisions_kept,
+                             len(self.gpus))
         self.metrics.watch_gpus(self.gpu_source)
         self.pool = Pool(slots(self.gpus, self.settings.instances_per_gpu, self.settings.cpu_instances))
         log.info("clarad %s: state in %s; %s; %d instance slot(s)", __version__, self.layout.root,
                  f"{len(self.gpus)} GPU(s)" if self.gpus else "no GPU, CPU instances", len(self.pool.slots))
         self._prepare_triton()
-        self.runner = JobRunner(self.settings, self.layout, self.store, self.metrics, self.launch, self.gpus, self._publish)
+        self.runner = JobRunner(self.settings, self.layout, self.store, self.metrics, self.launch, self._publish)
         self._recover_jobs()
         server = await control.serve(control.socket_path(self.layout.root), self._handle)
         http = self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
@@ -281,20 +283,37 @@ class Daemon:
                 self.queue.remove(job)
                 self._finish(job.id, JobStatus.FAULTED, f"model(s) {', '.join(missing)} no longer in the repository")
                 continue
+            if job.pipeline.gpus > len(self.gpus):
+                self.queue.remove(job)
+                self._finish(job.id, JobStatus.FAULTED, f"requests {job.pipeline.gpus} GPU(s); this host has {len(self.gpus)}")
+                continue
+            if job.pipeline.gpus > len(self.free_gpus):
+                self._note_wait(job, f"waiting for {job.pipeline.gpus} GPU(s): {len(self.free_gpus)} free, "
+                                     "the others held by running jobs")
+                continue
             decision = placement.decide(job.pipeline.model_names, digests, self.pool.views(),
                                         self.pool.free_slots(), self.settings.max_models_per_instance)
             if decision.action is Action.WAIT:
+                self._note_wait(job, f"waiting for an instance: {decision.reason}")
                 continue
             self.queue.remove(job)
             if decision.action is Action.REFUSE or (decision.action is not Action.NONE and self.launch is None):
                 self._finish(job.id, JobStatus.FAULTED, decision.reason if decision.action is Action.REFUSE else self.launch_error)
                 continue
             instance = None if decision.action is Action.NONE else self.pool.lease(decision, job.id)
+            gpus = sorted(self.free_gpus)[:job.pipeline.gpus]
+            self.free_gpus -= set(gpus)
             if decision.reuse is not None:
                 self.metrics.placements.labels(decision.reuse.value).inc()
             log.info("job %s (%s): %s", job.id, job.pipeline.name, decision.reason)
-            self.running[job.id] = asyncio.create_task(self._run_job(job, decision, instance))
+            self.running[job.id] = asyncio.create_task(self._run_job(job, decision, instance, gpus))
         self._publish()
+
+    def _note_wait(self, job: QueuedJob, reason: str) -> None:
+        """Say in the store (and so in `clarad jobs show`) why a job still waits; written on change only."""
+        if job.waiting != reason:
+            job.waiting = reason
+            self.store.note_wait(job.id, reason)
 
     def _unload_removed_models(self) -> None:
         """Idle instances unload models no longer in the repository (in the background)."""
@@ -327,7 +346,7 @@ class Daemon:
 
     # -- one job -------------------------------------------------------------------------------
 
-    async def _run_job(self, job: QueuedJob, decision: Decision, instance: Optional[Instance]) -> None:
+    async def _run_job(self, job: QueuedJob, decision: Decision, instance: Optional[Instance], gpus: list[str]) -> None:
         """One job, from its lease to its lease's return. Whatever happens, the job ends with a
         status and a reason, its operators are stopped first, and its instance is returned."""
         started = time.time()
@@ -338,7 +357,7 @@ class Daemon:
             if job.id in self.cancel_reasons:  # canceled before it began
                 status, reason = JobStatus.CANCELED, self.cancel_reasons.pop(job.id)
             else:
-                inner = asyncio.ensure_future(self.runner.run(job, decision, instance))
+                inner = asyncio.ensure_future(self.runner.run(job, decision, instance, gpus))
                 self.inner[job.id] = inner
                 status, reason = await self._outcome(job, inner)
         except Exception as exc:  # a bug; the job still ends with a reason
@@ -352,6 +371,7 @@ class Daemon:
             except Exception:
                 log.exception("job %s: recording its end (%s: %s) failed", job.id, status.value, reason)
             self.metrics.job_duration.observe(time.time() - started)
+            self.free_gpus |= set(gpus)
             if instance is not None:
                 await self._return_instance(instance, job.id)
             self.running.pop(job.id, None)  # only now: shutdown waits for the instance's stop too

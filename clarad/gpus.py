@@ -69,12 +69,19 @@ def _each_device(read: Callable[[Any, int, Any], T], doing: str, say: Callable[.
         say("NVML unavailable (%s): no GPU, CPU instances only", exc)
         return []
     try:
-        return [read(pynvml, i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())]
+        count = pynvml.nvmlDeviceGetCount()
     except pynvml.NVMLError as exc:
         log.warning("NVML failed while %s (%s)", doing, exc)
-        return []
-    finally:
         pynvml.nvmlShutdown()
+        return []
+    found = []
+    for index in range(count):
+        try:
+            found.append(read(pynvml, index, pynvml.nvmlDeviceGetHandleByIndex(index)))
+        except pynvml.NVMLError as exc:  # a GPU NVML cannot read is unhealthy: it is left out, the others stay
+            log.warning("GPU %d left out while %s: %s", index, doing, exc)
+    pynvml.nvmlShutdown()
+    return found
 
 
 class StaticGpus:

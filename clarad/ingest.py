@@ -37,8 +37,9 @@ class NewJob:
 
 class Ingest:
     def __init__(self, layout: Layout, store: Store, metrics: Metrics, limits: archives.Limits,
-                 revisions_kept: int) -> None:
+                 revisions_kept: int, gpus: int) -> None:
         self.layout = layout
+        self.gpus = gpus  # GPUs clarad may give operators: a pipeline asking for more is refused
         self.store = store
         self.metrics = metrics
         self.limits = limits
@@ -144,7 +145,7 @@ class Ingest:
             raise PipelineRejected(f"{path.name}: larger than {MAX_PIPELINE_BYTES} bytes", "too_large")
         text = path.read_text(encoding="utf-8", errors="strict")
         pipeline = parse_pipeline(text)
-        check_pipeline(pipeline, self.store.model_digests())
+        check_pipeline(pipeline, self.store.model_digests(), self.gpus)
         for key in ("orchestrator", "pull_secrets"):
             if getattr(pipeline, key) is not None:
                 log.info("pipeline %s: Kubernetes-era key %r ignored", pipeline.name, key.replace("_", "-"))

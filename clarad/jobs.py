@@ -64,6 +64,7 @@ class QueuedJob:
     pipeline: Pipeline
     priority: Priority
     created_at: float
+    waiting: str = ""  # why it has not started yet, as last recorded
 
 
 def queue_order(jobs: Sequence[QueuedJob], now: float, aging: float) -> list[QueuedJob]:

@@ -118,6 +118,13 @@ class Pipeline(_Strict):
         return next(op for op in self.operators if op.name == name)
 
     @property
+    def gpus(self) -> int:
+        """GPUs a job of this pipeline holds from its start to its end: as many as its most demanding
+        operator asks for (Clara starts a job only once its resources are there; operators that ask
+        for GPUs at the same time share these, one waiting for another to give them back)."""
+        return max(op.requests.gpu for op in self.operators)
+
+    @property
     def model_names(self) -> list[str]:
         """Every model any operator asks for, once, in order of first mention."""
         return list(dict.fromkeys(name for op in self.operators for name in op.model_names))
@@ -178,8 +185,9 @@ def topological_order(pipeline: Pipeline) -> list[str]:
     return order
 
 
-def check_pipeline(pipeline: Pipeline, known_models: Collection[str]) -> None:
-    """Check what the schema cannot: names, references, the DAG and the models it needs."""
+def check_pipeline(pipeline: Pipeline, known_models: Collection[str], gpus: int) -> None:
+    """Check what the schema cannot: names, references, the DAG, the models it needs and the
+    ``gpus`` this host has for its operators."""
     seen: set[str] = set()
     for op in pipeline.operators:
         if op.name.lower() in seen:
@@ -188,6 +196,11 @@ def check_pipeline(pipeline: Pipeline, known_models: Collection[str]) -> None:
     by_name = {op.name: op for op in pipeline.operators}
     for op in pipeline.operators:
         _check_operator(op, by_name)
+        if op.requests.gpu > gpus:
+            raise PipelineRejected(
+                f'operator "{op.name}": requests.gpu is {op.requests.gpu}, but this host has {gpus} GPU(s) '
+                "clarad may use (see use_gpus)"
+            )
     topological_order(pipeline)
     missing = [name for name in pipeline.model_names if name not in known_models]
     if missing:

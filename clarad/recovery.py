@@ -37,7 +37,7 @@ def end_install(layout: Layout, name: str) -> None:
     pending_file(layout, name).unlink(missing_ok=True)
 
 
-def reconcile(layout: Layout, store: Store, stamp: str) -> None:
+def reconcile(layout: Layout, store: Store, stamp: str, gpus: int) -> None:
     for pending in sorted(layout.revisions.glob(".pending-*.json")):
         _finish_install(layout, store, json.loads(pending.read_text()))
         pending.unlink()
@@ -54,7 +54,7 @@ def reconcile(layout: Layout, store: Store, stamp: str) -> None:
         if record is None or record["definition"] != text:
             try:
                 pipeline = parse_pipeline(text)
-                check_pipeline(pipeline, store.model_digests())
+                check_pipeline(pipeline, store.model_digests(), gpus)
             except ClaradError as exc:
                 log.error("pipelines/%s does not match the database and is not valid: %s", definition.name, exc)
                 continue

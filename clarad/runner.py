@@ -17,7 +17,6 @@ from typing import Optional
 from clarad import children, repository
 from clarad.config import Settings
 from clarad.errors import TritonError
-from clarad.gpus import Gpu
 from clarad.jobs import JobStatus, OperatorState, QueuedJob, doomed_operators, runnable_operators
 from clarad.layout import Layout
 from clarad.metrics import Metrics
@@ -33,25 +32,24 @@ log = logging.getLogger("clarad")
 
 class JobRunner:
     def __init__(self, settings: Settings, layout: Layout, store: Store, metrics: Metrics,
-                 launch: Optional[LaunchSpec], gpus: list[Gpu], on_change: Callable[[], None]) -> None:
+                 launch: Optional[LaunchSpec], on_change: Callable[[], None]) -> None:
         self.settings = settings
         self.layout = layout
         self.store = store
         self.metrics = metrics
         self.launch = launch
-        self.gpus = gpus
         self.on_change = on_change
-        self.free_gpus = {gpu.uuid for gpu in gpus}
-        self.gpus_freed = asyncio.Condition()
 
-    async def run(self, job: QueuedJob, decision: Decision, instance: Optional[Instance]) -> tuple[JobStatus, str]:
-        """Prepare the instance (if the job needs one), then run the operators; the job's status and reason."""
+    async def run(self, job: QueuedJob, decision: Decision, instance: Optional[Instance],
+                  gpus: list[str]) -> tuple[JobStatus, str]:
+        """Prepare the instance (if the job needs one), then run the operators on the ``gpus`` the
+        job holds; the job's status and reason."""
         workspace = Workspace(self.layout.job_dir(job.id))
         prepare_workspace(workspace, job.pipeline, self.settings.operator_user)
         endpoints = None
         if instance is not None:
             endpoints = await self._prepare_instance(instance, decision, job)
-        return await self._run_operators(job, workspace, endpoints)
+        return await self._run_operators(job, workspace, endpoints, GpuShare(gpus))
 
     async def _prepare_instance(self, instance: Instance, decision: Decision, job: QueuedJob) -> Endpoints:
         """Start the instance if new; load exactly the wanted models it lacks; all ready before returning."""
@@ -110,7 +108,8 @@ class JobRunner:
         self.metrics.model_load_seconds.observe(took)
         log.info("instance %s: loaded %s (revision %s) in %.2f s", instance.id, name, digest[:12], took)
 
-    async def _run_operators(self, job: QueuedJob, workspace: Workspace, endpoints: Optional[Endpoints]) -> tuple[JobStatus, str]:
+    async def _run_operators(self, job: QueuedJob, workspace: Workspace, endpoints: Optional[Endpoints],
+                             gpus: "GpuShare") -> tuple[JobStatus, str]:
         """Run the DAG: start every operator whose inputs are complete; stop when nothing more can run."""
         pipeline = job.pipeline
         states = {op.name: OperatorState.PENDING for op in pipeline.operators}
@@ -121,7 +120,8 @@ class JobRunner:
                 for name in runnable_operators(pipeline, states):
                     states[name] = OperatorState.RUNNING
                     self.store.move_operator(job.id, name, "start", time.time())
-                    tasks[asyncio.create_task(self._operator(job, pipeline.operator(name), workspace, endpoints))] = name
+                    run = self._operator(job, pipeline.operator(name), workspace, endpoints, gpus)
+                    tasks[asyncio.create_task(run)] = name
                 if not tasks:
                     break
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -149,11 +149,9 @@ class JobRunner:
             return JobStatus.FAULTED, first_fault
         return JobStatus.HEALTHY, f"all {len(pipeline.operators)} operator(s) completed"
 
-    async def _operator(self, job: QueuedJob, op: Operator, workspace: Workspace, endpoints: Optional[Endpoints]) -> Outcome:
-        wanted = op.requests.gpu
-        if wanted > len(self.gpus):
-            return Outcome(False, f"requests {wanted} GPU(s); this host has {len(self.gpus)}", None)
-        gpus = await self._take_gpus(wanted)
+    async def _operator(self, job: QueuedJob, op: Operator, workspace: Workspace, endpoints: Optional[Endpoints],
+                        share: "GpuShare") -> Outcome:
+        gpus = await share.take(op.requests.gpu)
         try:
             env = operator_env(os.environ, op, job.id, job.name, workspace, endpoints, ",".join(gpus))
             return await run_operator(
@@ -162,19 +160,28 @@ class JobRunner:
                 op.requests.memory,
             )
         finally:
-            await self._give_gpus(gpus)
+            await share.give(gpus)
 
-    async def _take_gpus(self, count: int) -> list[str]:
+
+class GpuShare:
+    """The GPUs one job holds. Its operators take theirs from here and give them back when they end;
+    one asking for more than is free now waits for a sibling (never for another job)."""
+
+    def __init__(self, uuids: list[str]) -> None:
+        self.free = set(uuids)
+        self.freed = asyncio.Condition()
+
+    async def take(self, count: int) -> list[str]:
         if count == 0:
             return []
-        async with self.gpus_freed:
-            await self.gpus_freed.wait_for(lambda: len(self.free_gpus) >= count)
-            taken = sorted(self.free_gpus)[:count]
-            self.free_gpus -= set(taken)
+        async with self.freed:
+            await self.freed.wait_for(lambda: len(self.free) >= count)
+            taken = sorted(self.free)[:count]
+            self.free -= set(taken)
         return taken
 
-    async def _give_gpus(self, gpus: list[str]) -> None:
-        if gpus:
-            async with self.gpus_freed:
-                self.free_gpus |= set(gpus)
-                self.gpus_freed.notify_all()
+    async def give(self, uuids: list[str]) -> None:
+        if uuids:
+            async with self.freed:
+                self.free |= set(uuids)
+                self.freed.notify_all()

@@ -210,9 +210,14 @@ class Store:
         with self._tx() as db:
             state = job_transition(job_id, self._job_state(db, job_id), "start")
             db.execute(
-                "UPDATE jobs SET state = ?, instance = ?, started_at = ? WHERE id = ?",
+                "UPDATE jobs SET state = ?, instance = ?, started_at = ?, reason = NULL WHERE id = ?",
                 (state.value, instance, now, job_id),
             )
+
+    def note_wait(self, job_id: str, reason: str) -> None:
+        """Why a PENDING job has not started yet (cleared when it starts)."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET reason = ? WHERE id = ? AND state = ?", (reason, job_id, JobState.PENDING.value))
 
     def note_job_models(self, job_id: str, models: dict[str, str]) -> None:
         """Record which revision of each model served the job."""

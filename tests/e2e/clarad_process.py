@@ -36,13 +36,14 @@ class Clarad:
         self.env = {**os.environ, "CLARAD_SETTLE_SECONDS": "0.3", "CLARAD_USE_GPUS": "false", **settings}
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.log = state.parent / f"{state.name}-clarad.log"
+        self.command = [sys.executable, "-m", "clarad"]  # what is started with `run --state-dir ...`
 
     def start(self) -> "Clarad":
         STARTED.append(self)
         self.state.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "clarad", "run", "--state-dir", str(self.state),
+                [*self.command, "run", "--state-dir", str(self.state),
                  "--metrics-port", str(self.metrics_port)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )

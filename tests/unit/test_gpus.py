@@ -44,3 +44,27 @@ def test_no_gpu_exports_no_gpu_samples() -> None:
     metrics = Metrics()
     metrics.watch_gpus(StaticGpus([]))
     assert metrics.registry.get_sample_value("clarad_gpu_memory_used_bytes", {"gpu": "0", "uuid": "GPU-aaaa"}) is None
+
+
+def test_a_gpu_nvml_cannot_read_is_left_out_and_the_others_stay(monkeypatch) -> None:
+    import pynvml
+
+    class Handle:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+    def name(handle: Handle) -> str:
+        if handle.index == 1:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+        return f"GPU {handle.index}"
+
+    class Memory:
+        total, used = 80 << 30, 0
+
+    for attribute, value in {
+        "nvmlInit": lambda: None, "nvmlShutdown": lambda: None, "nvmlDeviceGetCount": lambda: 3,
+        "nvmlDeviceGetHandleByIndex": Handle, "nvmlDeviceGetName": name,
+        "nvmlDeviceGetMemoryInfo": lambda handle: Memory, "nvmlDeviceGetUUID": lambda handle: f"GPU-{handle.index}",
+    }.items():
+        monkeypatch.setattr(pynvml, attribute, value)
+    assert [gpu.uuid for gpu in NvmlGpus().discover()] == ["GPU-0", "GPU-2"]

@@ -283,7 +283,7 @@ class Harness:
         self.layout = Layout(root)
         self.layout.create()
         self.store = Store(self.layout.database)
-        self.ingest = Ingest(self.layout, self.store, Metrics(), limits or Limits(), revisions_kept=revisions_kept)
+        self.ingest = Ingest(self.layout, self.store, Metrics(), limits or Limits(), revisions_kept=revisions_kept, gpus=0)
 
     @property
     def inbox(self) -> Path:

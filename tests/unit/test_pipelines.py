@@ -11,6 +11,7 @@ from clarad.pipelines import Pipeline, check_pipeline, parse_pipeline, topologic
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "pipelines"
 KNOWN_MODELS = {"segmentation_ct_spleen_v1", "segmentation_ct_liver_v1", "affine"}
+KNOWN_GPUS = 1
 
 VALID = sorted((CORPUS / "valid").glob("*.yaml"))
 INVALID = sorted((CORPUS / "invalid").glob("*.yaml"))
@@ -18,7 +19,7 @@ INVALID = sorted((CORPUS / "invalid").glob("*.yaml"))
 
 def load(text: str) -> Pipeline:
     pipeline = parse_pipeline(text)
-    check_pipeline(pipeline, KNOWN_MODELS)
+    check_pipeline(pipeline, KNOWN_MODELS, KNOWN_GPUS)
     return pipeline
 
 
@@ -65,7 +66,7 @@ def test_null_pipeline_keeps_clara_structure() -> None:
 
 def test_unknown_model_is_accepted_once_the_repository_has_it() -> None:
     text = (CORPUS / "invalid" / "unknown-model.yaml").read_text(encoding="utf-8")
-    check_pipeline(parse_pipeline(text), KNOWN_MODELS | {"missing_model"})  # must not raise
+    check_pipeline(parse_pipeline(text), KNOWN_MODELS | {"missing_model"}, KNOWN_GPUS)  # must not raise
 
 
 def test_same_model_in_two_operators_is_allowed() -> None:
@@ -144,6 +145,17 @@ def test_from_names_an_operator_case_insensitively() -> None:
     pipeline = parse_pipeline(
         "name: p\noperators:\n- name: prepare\n  command: [a]\n- name: infer\n  command: [b]\n  input: [{from: Prepare}]\n"
     )
-    check_pipeline(pipeline, set())
+    check_pipeline(pipeline, set(), 0)
     assert pipeline.operator("infer").upstream == {"prepare"}
     assert topological_order(pipeline) == ["prepare", "infer"]
+
+
+def test_a_job_holds_as_many_gpus_as_its_most_demanding_operator() -> None:
+    pipeline = parse_pipeline(
+        "name: p\noperators:\n- name: a\n  command: [a]\n  requests: {gpu: 1}\n"
+        "- name: b\n  command: [b]\n  requests: {gpu: 2}\n- name: c\n  command: [c]\n"
+    )
+    assert pipeline.gpus == 2
+    check_pipeline(pipeline, set(), 2)
+    with pytest.raises(PipelineRejected, match='operator "b": requests.gpu is 2, but this host has 1 GPU'):
+        check_pipeline(pipeline, set(), 1)

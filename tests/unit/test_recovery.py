@@ -45,7 +45,7 @@ def test_install_interrupted_after_the_new_revision_moved_in_is_completed(state,
     recovery.begin_install(layout, "affine", new.digest, old.digest)
     repository.install(tmp_path / "b" / "affine", layout.models, layout.revisions, new, old.digest)
     # crash: no commit
-    recovery.reconcile(layout, store, STAMP)
+    recovery.reconcile(layout, store, STAMP, gpus=0)
     assert store.model_digests() == {"affine": new.digest}
     assert [r["digest"] for r in store.revisions("affine")] == [old.digest]
     assert not recovery.pending_file(layout, "affine").exists()
@@ -58,7 +58,7 @@ def test_install_interrupted_between_its_two_renames_is_undone(state, tmp_path: 
     kept = layout.revisions / "affine" / old.digest
     kept.parent.mkdir(parents=True)
     (layout.models / "affine").rename(kept)  # crash before the new one moved in
-    recovery.reconcile(layout, store, STAMP)
+    recovery.reconcile(layout, store, STAMP, gpus=0)
     assert repository.tree_digest(layout.models / "affine")[0] == old.digest == store.model_digests()["affine"]
     assert not kept.exists()
 
@@ -66,7 +66,7 @@ def test_install_interrupted_between_its_two_renames_is_undone(state, tmp_path: 
 def test_finished_install_leaves_nothing_to_do(state, tmp_path: Path) -> None:
     layout, store = state
     info = accept(layout, store, variant(tmp_path / "a", 2))
-    recovery.reconcile(layout, store, STAMP)
+    recovery.reconcile(layout, store, STAMP, gpus=0)
     assert store.model_digests() == {"affine": info.digest}
     assert store.revisions("affine") == []
 
@@ -76,7 +76,7 @@ def test_payload_of_an_unrecorded_job_goes_to_rejected_with_a_reason(state) -> N
     orphan = layout.jobs / "0123456789abcdef0123456789abcdef"
     (orphan / "input").mkdir(parents=True)
     (orphan / "input" / "scan.dcm").write_text("data")
-    recovery.reconcile(layout, store, STAMP)
+    recovery.reconcile(layout, store, STAMP, gpus=0)
     kept = layout.rejected / f"{STAMP}-{orphan.name}"
     assert (kept / "input" / "scan.dcm").read_text() == "data"
     assert Path(f"{kept}.reason").read_text() == "clarad stopped while taking this payload; drop its input again\n"
@@ -87,7 +87,7 @@ def test_recorded_jobs_stay(state) -> None:
     layout, store = state
     store.create_job("a" * 32, "p", "payload", "normal", ["op"], 0.0)
     (layout.jobs / ("a" * 32) / "input").mkdir(parents=True)
-    recovery.reconcile(layout, store, STAMP)
+    recovery.reconcile(layout, store, STAMP, gpus=0)
     assert (layout.jobs / ("a" * 32) / "input").is_dir()
 
 
@@ -96,7 +96,7 @@ def test_pipeline_file_the_database_lacks_is_accepted_again(state) -> None:
     text = "name: p\noperators:\n- name: a\n  command: [true]\n"
     (layout.pipelines / "p.yaml").write_text(text)
     (layout.pipelines / "broken.yaml").write_text("name: broken\noperators: []\n")
-    recovery.reconcile(layout, store, STAMP)
+    recovery.reconcile(layout, store, STAMP, gpus=0)
     assert [(p["name"], p["definition"]) for p in store.pipelines()] == [("p", text)]
     assert layout.job_inbox("p").is_dir()
     assert (layout.pipelines / "broken.yaml").exists()  # left for a person, with a log line
