@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from clarad import __version__, control
+from clarad.control import Command
 from clarad.config import Settings, load_settings
 from clarad.errors import ClaradError
 
@@ -115,10 +116,10 @@ def _indent(text: str) -> str:
 
 # -- commands ------------------------------------------------------------------------------------
 
-Command = Callable[[argparse.Namespace, Settings], int]
+Run = Callable[[argparse.Namespace, Settings], int]
 
 
-def _ask(settings: Settings, command: str, args: Optional[dict[str, Any]] = None) -> Any:
+def _ask(settings: Settings, command: Command, args: Optional[dict[str, Any]] = None) -> Any:
     return control.request(control.socket_path(settings.state_dir), command, args)
 
 
@@ -134,7 +135,7 @@ def cmd_run(ns: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_add(ns: argparse.Namespace, settings: Settings) -> int:
-    result = _ask(settings, "models.add", {"path": str(ns.path.resolve())})
+    result = _ask(settings, Command.MODELS_ADD, {"path": str(ns.path.resolve())})
     if ns.json:
         return _show(ns, result, str)
     print(f"model {result['name']}: " + (f"revision {result['digest'][:12]} added" if result["changed"]
@@ -147,19 +148,19 @@ def cmd_models_download(ns: argparse.Namespace, settings: Settings) -> int:
     from clarad.archives import write_zip
 
     for _attempt in range(3):
-        model = _ask(settings, "models.show", {"model": ns.model})
+        model = _ask(settings, Command.MODELS_SHOW, {"model": ns.model})
         try:
             count = write_zip(Path(model["path"]), ns.output)
         except FileNotFoundError:
             continue
-        if _ask(settings, "models.show", {"model": ns.model})["digest"] == model["digest"]:
+        if _ask(settings, Command.MODELS_SHOW, {"model": ns.model})["digest"] == model["digest"]:
             print(f"model {model['name']} revision {model['digest'][:12]}: {count} file(s) written to {ns.output}")
             return 0
     raise ClaradError(f"model {ns.model} kept changing while it was being downloaded; try again")
 
 
 def cmd_logs(ns: argparse.Namespace, settings: Settings) -> int:
-    job = _ask(settings, "jobs.show", {"id": ns.id})
+    job = _ask(settings, Command.JOBS_SHOW, {"id": ns.id})
     names = [ns.operator] if ns.operator else [o["name"] for o in job["operators"]]
     for name in names:
         path = Path(job["directory"]) / "logs" / f"{name}.log"
@@ -175,28 +176,28 @@ def cmd_config_check(ns: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS: dict[tuple[str, ...], tuple[str, Command]] = {
+COMMANDS: dict[tuple[str, ...], tuple[str, Run]] = {
     ("run",): ("run the daemon in the foreground (what systemd starts)", cmd_run),
-    ("status",): ("what clarad is doing: GPUs, instances, jobs", lambda ns, s: _show(ns, _ask(s, "status"), format_status)),
-    ("models", "list"): ("models in the repository", lambda ns, s: _show(ns, _ask(s, "models.list"), format_models)),
+    ("status",): ("what clarad is doing: GPUs, instances, jobs", lambda ns, s: _show(ns, _ask(s, Command.STATUS), format_status)),
+    ("models", "list"): ("models in the repository", lambda ns, s: _show(ns, _ask(s, Command.MODELS_LIST), format_models)),
     ("models", "show"): ("one model: revision, versions, pipelines, instances, kept revisions",
-                         lambda ns, s: _show(ns, _ask(s, "models.show", {"model": ns.model}), format_model)),
+                         lambda ns, s: _show(ns, _ask(s, Command.MODELS_SHOW, {"model": ns.model}), format_model)),
     ("models", "add"): ("add a model directory or .zip/.tar.gz/.tgz archive (copied; the source stays)", cmd_models_add),
     ("models", "remove"): ("remove a model (refused while a pipeline needs it, unless --force)",
-                           lambda ns, s: _show(ns, _ask(s, "models.remove", {"model": ns.model, "force": ns.force}),
+                           lambda ns, s: _show(ns, _ask(s, Command.MODELS_REMOVE, {"model": ns.model, "force": ns.force}),
                                                lambda r: f"model {r['name']} removed")),
     ("models", "rollback"): ("make a kept revision live again (default: the most recent one)",
-                             lambda ns, s: _show(ns, _ask(s, "models.rollback", {"model": ns.model, "revision": ns.revision}),
+                             lambda ns, s: _show(ns, _ask(s, Command.MODELS_ROLLBACK, {"model": ns.model, "revision": ns.revision}),
                                                  lambda r: f"model {r['name']} now at revision {r['digest'][:12]} (was {r['previous'][:12]})")),
     ("models", "download"): ("write a model as a zip file", cmd_models_download),
-    ("pipelines", "list"): ("registered pipelines", lambda ns, s: _show(ns, _ask(s, "pipelines.list"), format_pipelines)),
-    ("jobs", "list"): ("recent jobs, newest first", lambda ns, s: _show(ns, _ask(s, "jobs.list"), format_jobs)),
-    ("jobs", "show"): ("one job and its operators", lambda ns, s: _show(ns, _ask(s, "jobs.show", {"id": ns.id}), format_job)),
+    ("pipelines", "list"): ("registered pipelines", lambda ns, s: _show(ns, _ask(s, Command.PIPELINES_LIST), format_pipelines)),
+    ("jobs", "list"): ("recent jobs, newest first", lambda ns, s: _show(ns, _ask(s, Command.JOBS_LIST), format_jobs)),
+    ("jobs", "show"): ("one job and its operators", lambda ns, s: _show(ns, _ask(s, Command.JOBS_SHOW, {"id": ns.id}), format_job)),
     ("jobs", "create"): ("start a job of PIPELINE over a payload file or directory (copied)",
-                       lambda ns, s: _show(ns, _ask(s, "jobs.create", {"pipeline": ns.pipeline, "path": str(ns.path.resolve()),
+                       lambda ns, s: _show(ns, _ask(s, Command.JOBS_CREATE, {"pipeline": ns.pipeline, "path": str(ns.path.resolve()),
                                                                        "name": ns.name, "priority": ns.priority}),
                                            lambda r: f"job {r['id']} created (priority {r['priority']})")),
-    ("jobs", "cancel"): ("cancel a job", lambda ns, s: _show(ns, _ask(s, "jobs.cancel", {"id": ns.id}), lambda r: f"canceling job {r['id']}")),
+    ("jobs", "cancel"): ("cancel a job", lambda ns, s: _show(ns, _ask(s, Command.JOBS_CANCEL, {"id": ns.id}), lambda r: f"canceling job {r['id']}")),
     ("jobs", "logs"): ("print a job's operator logs", cmd_logs),
     ("config", "check"): ("print the settings clarad would use, or why they are refused", cmd_config_check),
 }

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clarad import archives, recovery, repository
+from clarad import archives, repository
 from clarad.errors import ModelRejected, PipelineRejected, RejectedDrop
 from clarad.inbox import Drop
 from clarad.jobs import Priority
 from clarad.layout import Layout
 from clarad.metrics import Metrics
 from clarad.pipelines import check_pipeline, parse_pipeline
+from clarad.repository import ModelRepository
 from clarad.store import Store, new_id
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,14 @@ class NewJob:
 
 
 class Ingest:
-    def __init__(self, layout: Layout, store: Store, metrics: Metrics, limits: archives.Limits,
-                 revisions_kept: int, gpus: int) -> None:
+    def __init__(self, layout: Layout, store: Store, metrics: Metrics, models: ModelRepository,
+                 limits: archives.Limits, gpus: int) -> None:
         self.layout = layout
-        self.gpus = gpus  # GPUs clarad may give operators: a pipeline asking for more is refused
         self.store = store
         self.metrics = metrics
+        self.models = models
         self.limits = limits
-        self.revisions_kept = revisions_kept
-        self.models_lock = asyncio.Lock()  # one model install at a time: drops and `models add`
+        self.gpus = gpus  # GPUs clarad may give operators: a pipeline asking for more is refused
 
     async def take(self, drop: Drop) -> NewJob | None:
         """Accept or reject one complete drop; return the job it created, if any."""
@@ -83,8 +83,7 @@ class Ingest:
         try:
             model_dir = await asyncio.to_thread(self._stage, source, staging, consume)
             info = await asyncio.to_thread(repository.inspect_model, model_dir)
-            async with self.models_lock:
-                record = self._install(model_dir, info, origin)
+            record = await self.models.install(model_dir, info, origin)
         except ModelRejected as exc:
             if not consume:
                 self.metrics.drops_rejected.labels("models", exc.label).inc()
@@ -93,6 +92,8 @@ class Ingest:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         if consume and source.exists():
             await asyncio.to_thread(_remove, source)  # an accepted archive, or a duplicate's directory
+        if record["changed"]:
+            self.metrics.drops_accepted.labels("models").inc()
         self.metrics.ingest_seconds.observe(time.monotonic() - began)
         return record
 
@@ -110,31 +111,6 @@ class Ingest:
         target = staging / source.name
         shutil.copytree(source, target, symlinks=True)
         return target
-
-    def _install(self, model_dir: Path, info: repository.ModelInfo, origin: str) -> dict[str, Any]:
-        current = self.store.model_digests().get(info.name)
-        if current == info.digest:
-            log.info("model %s: same content as the current revision %s; nothing changed", info.name, info.digest[:12])
-            return {"name": info.name, "digest": info.digest, "changed": False}
-        recovery.begin_install(self.layout, info.name, info.digest, current)
-        try:
-            repository.install(model_dir, self.layout.models, self.layout.revisions, info, current)
-            model_id = self.store.accept_model(info.name, info.digest, info.backend, info.versions, info.size, origin,
-                                               time.time())
-        except OSError as exc:  # e.g. a directory owned by another user: nothing was installed
-            recovery.end_install(self.layout, info.name)
-            raise ModelRejected(f"{info.name}: cannot be moved into the repository ({exc.strerror or exc})",
-                                "unreadable") from None
-        recovery.end_install(self.layout, info.name)
-        forgotten = self.store.prune_revisions(info.name, self.revisions_kept)
-        kept = [r["digest"] for r in self.store.revisions(info.name)]
-        repository.prune(info.name, self.layout.revisions, kept)
-        self.metrics.drops_accepted.labels("models").inc()
-        log.info("model %s %s: revision %s, backend %s, versions %s, %d bytes (from %s)%s", info.name,
-                 "replaced" if current else "accepted", info.digest[:12], info.backend,
-                 ",".join(map(str, info.versions)), info.size, origin,
-                 f"; {len(forgotten)} old revision(s) deleted" if forgotten else "")
-        return {"name": info.name, "id": model_id, "digest": info.digest, "changed": True}
 
     # -- pipelines and payloads ------------------------------------------------------------------
 

@@ -1,20 +1,36 @@
 """Every Prometheus metric clarad exports, in a registry of its own, served on 127.0.0.1 by default.
 
-Counters and histograms are updated where the event happens (on the daemon's loop); the gauges are
-set from the loop's snapshot after every change (``publish``), so a scrape on the HTTP thread only
-reads values and never touches live state. GPU memory is read from NVML at scrape time.
+Counters and histograms are updated where the event happens (on the daemon's loop). The gauges of
+live state are read at scrape time from the last ``Snapshot`` the loop published (one immutable
+value, swapped whole), so a scrape on the HTTP thread never touches live state. GPU memory is read
+from NVML at scrape time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
 from clarad.errors import ClaradError
 from clarad.gpus import Gpus
+
+INSTANCE_STATES = ("starting", "loading", "leased", "idle", "stopping")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the loop last saw of its live state; published once per scheduling pass."""
+
+    models: int = 0
+    model_bytes: int = 0
+    pipelines: int = 0
+    jobs: Mapping[str, int] = field(default_factory=dict)  # PENDING, RUNNING
+    instances: Mapping[str, int] = field(default_factory=dict)  # by instance state
+
 
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 JOB_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800)
@@ -24,17 +40,14 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.models = Gauge("clarad_models", "Models in the repository.", registry=r)
-        self.model_bytes = Gauge("clarad_model_bytes", "Bytes of the models in the repository.", registry=r)
-        self.pipelines = Gauge("clarad_pipelines", "Registered pipelines.", registry=r)
-        self.jobs = Gauge("clarad_jobs", "Jobs not yet stopped, by state.", ["state"], registry=r)
+        self.state = StateCollector()
+        r.register(self.state)
         self.jobs_finished = Counter(
             "clarad_jobs_finished", "Jobs that stopped, by final status.", ["status"], registry=r
         )
         self.job_duration = Histogram(
             "clarad_job_duration_seconds", "Time from a job's start to its stop.", buckets=JOB_BUCKETS, registry=r
         )
-        self.instances = Gauge("clarad_triton_instances", "Triton instances, by state.", ["state"], registry=r)
         self.model_loads = Counter("clarad_model_loads", "Models loaded into Triton instances.", ["model"], registry=r)
         self.model_load_seconds = Histogram(
             "clarad_model_load_seconds", "Time to load one model into an instance.", buckets=LOAD_BUCKETS, registry=r
@@ -61,15 +74,9 @@ class Metrics:
         """Export each GPU's memory, read from ``gpus`` when Prometheus scrapes."""
         self.registry.register(GpuMemoryCollector(gpus))
 
-    def publish(self, snapshot: Mapping[str, Any]) -> None:
-        """Set the gauges from the loop's snapshot (built by Daemon._publish)."""
-        self.models.set(snapshot["models"])
-        self.model_bytes.set(snapshot["model_bytes"])
-        self.pipelines.set(snapshot["pipelines"])
-        for state in ("PENDING", "RUNNING"):
-            self.jobs.labels(state).set(snapshot["jobs"].get(state, 0))
-        for state in ("starting", "idle", "leased"):
-            self.instances.labels(state).set(snapshot["instances"].get(state, 0))
+    def publish(self, snapshot: Snapshot) -> None:
+        """Called on the loop: what the next scrape reports."""
+        self.state.snapshot = snapshot
 
     def serve(self, address: str, port: int) -> Optional[Any]:
         """Start the /metrics HTTP server (port 0: none); return the server so it can be shut down."""
@@ -80,6 +87,30 @@ class Metrics:
         except OSError as exc:
             raise ClaradError(f"metrics_port {port} on {address}: {exc.strerror or exc}") from None
         return server
+
+
+class StateCollector:
+    """The gauges of live state, from the loop's last snapshot (a plain attribute read: atomic)."""
+
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self.snapshot
+        yield GaugeMetricFamily("clarad_models", "Models in the repository.", value=now.models)
+        yield GaugeMetricFamily("clarad_model_bytes", "Bytes of the models in the repository.", value=now.model_bytes)
+        yield GaugeMetricFamily("clarad_pipelines", "Registered pipelines.", value=now.pipelines)
+        jobs = GaugeMetricFamily("clarad_jobs", "Jobs not yet stopped, by state.", labels=["state"])
+        for state in ("PENDING", "RUNNING"):
+            jobs.add_metric([state], now.jobs.get(state, 0))
+        yield jobs
+        instances = GaugeMetricFamily("clarad_triton_instances", "Triton instances, by state.", labels=["state"])
+        for state in INSTANCE_STATES:
+            instances.add_metric([state], now.instances.get(state, 0))
+        yield instances
 
 
 class GpuMemoryCollector:

@@ -1,84 +1,177 @@
-"""Running one job to its end: its instance started and loaded, then its operators in DAG order.
+"""One job's whole life, from its lease to its lease's return, as one ``RunningJob``.
 
-Used by the daemon's loop, on the loop: the runner changes only the instance it was handed (leased
-to this job alone) and the GPU set it owns. What the job ends as, and the lease's return, are the
-daemon's business.
+    start_job in the store -> the instance started (START) and the decision's unloads and loads
+    carried out, each load checked -> the operators in DAG order (dag.py) -> the job finished with
+    a status and a reason -> the instance given back (idle) or stopped -> ``on_done``
+
+Whatever happens, the job ends with a status and a reason, its operators are stopped first, and its
+instance goes back to the pool. Stopping a job from outside (cancel, timeout, a lost instance) is
+``RunningJob.stop``: the first reason given is the one the job ends with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Optional
 
 from clarad import children, repository
 from clarad.config import Settings
-from clarad.errors import TritonError
-from clarad.jobs import JobStatus, OperatorState, QueuedJob, doomed_operators, runnable_operators
+from clarad.dag import run_operators
+from clarad.errors import ClaradError, TritonError
+from clarad.jobs import JobStatus, QueuedJob
 from clarad.layout import Layout
 from clarad.metrics import Metrics
 from clarad.operators import Endpoints, Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
 from clarad.pipelines import Operator
 from clarad.placement import Decision
-from clarad.pool import Instance
+from clarad.pool import Instance, Launcher, Pool
 from clarad.store import Store
-from clarad.triton import LaunchSpec, TritonServer
 
 log = logging.getLogger("clarad")
 
 
+@dataclass(eq=False)
+class RunningJob:
+    job: QueuedJob
+    decision: Decision
+    instance: Optional[Instance]
+    gpus: list[str]
+    started_at: float
+    timeout: float  # seconds from started_at
+    stop_reason: Optional[tuple[JobStatus, str]] = None
+    work: "Optional[asyncio.Future[tuple[JobStatus, str]]]" = None  # the instance's preparation and the DAG
+    task: "Optional[asyncio.Task[None]]" = None  # the whole life
+
+    @property
+    def deadline(self) -> float:
+        return self.started_at + self.timeout
+
+    def stop(self, status: JobStatus, reason: str) -> None:
+        """Stop the job's work; it ends with the first reason given."""
+        if self.stop_reason is None:
+            self.stop_reason = (status, reason)
+        if self.work is not None:
+            self.work.cancel()
+
+
 class JobRunner:
-    def __init__(self, settings: Settings, layout: Layout, store: Store, metrics: Metrics,
-                 launch: Optional[LaunchSpec], on_change: Callable[[], None]) -> None:
+    def __init__(self, settings: Settings, layout: Layout, store: Store, metrics: Metrics, pool: Pool,
+                 launcher: Optional[Launcher], on_done: Callable[[RunningJob], None]) -> None:
         self.settings = settings
         self.layout = layout
         self.store = store
         self.metrics = metrics
-        self.launch = launch
-        self.on_change = on_change
+        self.pool = pool
+        self.launcher = launcher
+        self.on_done = on_done  # the job has ended and its instance is back: its GPUs are free
 
-    async def run(self, job: QueuedJob, decision: Decision, instance: Optional[Instance],
-                  gpus: list[str]) -> tuple[JobStatus, str]:
-        """Prepare the instance (if the job needs one), then run the operators on the ``gpus`` the
-        job holds; the job's status and reason."""
+    def start(self, job: QueuedJob, decision: Decision, instance: Optional[Instance], gpus: list[str],
+              now: float) -> RunningJob:
+        timeout = min(job.pipeline.timeout or self.settings.job_timeout_seconds, self.settings.job_timeout_max_seconds)
+        running = RunningJob(job, decision, instance, gpus, now, timeout)
+        running.task = asyncio.create_task(self._life(running))
+        return running
+
+    def finish(self, job_id: str, status: JobStatus, reason: str) -> None:
+        """Record a job's end (it may never have started), with its status.json beside its files."""
+        self.store.finish_job(job_id, status, reason, time.time())
+        self.metrics.jobs_finished.labels(status.value).inc()
+        job_dir = self.layout.job_dir(job_id)
+        if job_dir.is_dir():
+            record = self.store.job(job_id)
+            (job_dir / "status.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        log.info("job %s stopped %s: %s", job_id, status.value, reason)
+
+    # -- the life ----------------------------------------------------------------------------
+
+    async def _life(self, running: RunningJob) -> None:
+        job, instance = running.job, running.instance
+        status, reason = JobStatus.FAULTED, "internal error"
+        try:
+            self.store.start_job(job.id, instance.id if instance else None, running.started_at)
+            if running.stop_reason is None:
+                running.work = asyncio.ensure_future(self._work(running))
+                status, reason = await self._outcome(running)
+            else:  # stopped before it began
+                status, reason = running.stop_reason
+        except Exception as exc:  # a bug; the job still ends with a reason
+            log.exception("job %s failed unexpectedly", job.id)
+            reason = f"internal error: {exc}"
+        finally:
+            try:
+                self.finish(job.id, status, reason)
+            except Exception:
+                log.exception("job %s: recording its end (%s: %s) failed", job.id, status.value, reason)
+            self.metrics.job_duration.observe(time.time() - running.started_at)
+            if instance is not None and not self.pool.give_back(instance, time.time()):
+                await self.pool.stop(instance, self.settings.triton_stop_grace_seconds)
+            self.on_done(running)
+
+    async def _outcome(self, running: RunningJob) -> tuple[JobStatus, str]:
+        work = running.work
+        assert work is not None
+        try:
+            await asyncio.wait({work})
+        except asyncio.CancelledError:  # clarad is stopping
+            running.stop(JobStatus.CANCELED, "clarad stopped while the job was running")
+            await children.wait_through_cancel(work)
+        if work.cancelled():
+            return running.stop_reason or (JobStatus.CANCELED, "canceled")
+        error = work.exception()
+        if isinstance(error, ClaradError):  # Triton failures, workspace permissions: readable as they are
+            return JobStatus.FAULTED, str(error)
+        if error is not None:
+            log.error("job %s failed unexpectedly", running.job.id, exc_info=error)
+            return JobStatus.FAULTED, f"internal error: {error}"
+        return work.result()
+
+    async def _work(self, running: RunningJob) -> tuple[JobStatus, str]:
+        job = running.job
         workspace = Workspace(self.layout.job_dir(job.id))
         prepare_workspace(workspace, job.pipeline, self.settings.operator_user)
-        endpoints = None
-        if instance is not None:
-            endpoints = await self._prepare_instance(instance, decision, job)
-        return await self._run_operators(job, workspace, endpoints, GpuShare(gpus))
+        endpoints = await self._prepare(running, running.instance) if running.instance is not None else None
 
-    async def _prepare_instance(self, instance: Instance, decision: Decision, job: QueuedJob) -> Endpoints:
-        """Start the instance if new; load exactly the wanted models it lacks; all ready before returning."""
-        if instance.server is None:
-            assert self.launch is not None
-            instance.server = await TritonServer.start(
-                instance.id, instance.slot.id, instance.slot.cuda_visible_devices, self.launch, self.layout.models,
-                self.layout.triton / "logs", self.store.record_child, self.store.forget_child,
-                self.settings.triton_start_timeout_seconds,
-                os.environ,
+        async def run_one(op: Operator, gpus: list[str]) -> Outcome:
+            env = operator_env(os.environ, op, job.id, job.name, workspace, endpoints, ",".join(gpus))
+            return await run_operator(
+                expand(op.argv, env), env, workspace, op.name, f"{job.id}/{op.name}", self.store.record_child,
+                self.store.forget_child, self.settings.operator_stop_grace_seconds, self.settings.operator_user,
+                op.requests.memory,
             )
-            instance.state = "leased"
+
+        return await run_operators(job, self.store, running.gpus, run_one)
+
+    # -- the instance ------------------------------------------------------------------------
+
+    async def _prepare(self, running: RunningJob, instance: Instance) -> Endpoints:
+        """Carry out the placement decision: start the instance if it is new, unload and load what
+        the decision says; all the job's models ready before returning."""
+        if instance.server is None:
+            assert self.launcher is not None  # the scheduler places no job on an instance without one
+            started = await self.launcher.start(instance.id, instance.slot, self.settings.triton_start_timeout_seconds)
+            self.pool.started(instance, started)
             log.info("instance %s started on %s: grpc %s, http %s", instance.id, instance.slot.id,
-                     instance.server.ports.grpc_uri, instance.server.ports.http_uri)
-            self.on_change()
+                     started.ports.grpc_uri, started.ports.http_uri)
+        assert instance.server is not None
         server = instance.server
-        for name in decision.unload:
+        for name in running.decision.unload:
             await server.unload(name)
             instance.loaded.pop(name, None)
             log.info("instance %s: unloaded %s to make room", instance.id, name)
-        wanted = job.pipeline.model_names
-        for name in wanted:
-            if instance.loaded.get(name) != self.store.model_digests().get(name):
-                await self._load(instance, name)
+        for name in running.decision.load:
+            await self._load(instance, name)
+        wanted = running.job.pipeline.model_names
         missing = set(wanted) - await server.ready_models()
         if missing:
             raise TritonError(f"instance {instance.id}: model(s) {', '.join(sorted(missing))} not ready after loading")
-        self.store.note_job_models(job.id, {name: instance.loaded[name] for name in wanted})
-        instance.prepared_for = job.id
+        self.store.note_job_models(running.job.id, {name: instance.loaded[name] for name in wanted})
+        self.pool.move(instance, "loaded")
         return Endpoints(server.ports.grpc_uri, server.ports.http_uri)
 
     async def _load(self, instance: Instance, name: str) -> None:
@@ -107,81 +200,3 @@ class JobRunner:
         self.metrics.model_loads.labels(name).inc()
         self.metrics.model_load_seconds.observe(took)
         log.info("instance %s: loaded %s (revision %s) in %.2f s", instance.id, name, digest[:12], took)
-
-    async def _run_operators(self, job: QueuedJob, workspace: Workspace, endpoints: Optional[Endpoints],
-                             gpus: "GpuShare") -> tuple[JobStatus, str]:
-        """Run the DAG: start every operator whose inputs are complete; stop when nothing more can run."""
-        pipeline = job.pipeline
-        states = {op.name: OperatorState.PENDING for op in pipeline.operators}
-        tasks: dict[asyncio.Task[Outcome], str] = {}
-        first_fault: Optional[str] = None
-        try:
-            while True:
-                for name in runnable_operators(pipeline, states):
-                    states[name] = OperatorState.RUNNING
-                    self.store.move_operator(job.id, name, "start", time.time())
-                    run = self._operator(job, pipeline.operator(name), workspace, endpoints, gpus)
-                    tasks[asyncio.create_task(run)] = name
-                if not tasks:
-                    break
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    name = tasks.pop(task)
-                    outcome = task.result()
-                    if outcome.ok:
-                        states[name] = OperatorState.COMPLETED
-                        self.store.move_operator(job.id, name, "complete", time.time(), None, outcome.exit_code)
-                    else:
-                        states[name] = OperatorState.FAULTED
-                        reason = f"{outcome.reason} (log: jobs/{job.id}/logs/{name}.log)"
-                        self.store.move_operator(job.id, name, "fault", time.time(), reason, outcome.exit_code)
-                        first_fault = first_fault or f'operator "{name}" {reason}'
-                    log.info("job %s: operator %s %s", job.id, name, outcome.reason)
-                for name in doomed_operators(pipeline, states):
-                    states[name] = OperatorState.FAULTED
-                    self.store.move_operator(job.id, name, "fault", time.time(), "not run: an operator it reads from faulted")
-        finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:  # each stops its operator's process group; nothing may interrupt that
-                await children.wait_through_cancel(asyncio.gather(*tasks, return_exceptions=True))
-        if first_fault:
-            return JobStatus.FAULTED, first_fault
-        return JobStatus.HEALTHY, f"all {len(pipeline.operators)} operator(s) completed"
-
-    async def _operator(self, job: QueuedJob, op: Operator, workspace: Workspace, endpoints: Optional[Endpoints],
-                        share: "GpuShare") -> Outcome:
-        gpus = await share.take(op.requests.gpu)
-        try:
-            env = operator_env(os.environ, op, job.id, job.name, workspace, endpoints, ",".join(gpus))
-            return await run_operator(
-                expand(op.argv, env), env, workspace, op.name, f"{job.id}/{op.name}", self.store.record_child,
-                self.store.forget_child, self.settings.operator_stop_grace_seconds, self.settings.operator_user,
-                op.requests.memory,
-            )
-        finally:
-            await share.give(gpus)
-
-
-class GpuShare:
-    """The GPUs one job holds. Its operators take theirs from here and give them back when they end;
-    one asking for more than is free now waits for a sibling (never for another job)."""
-
-    def __init__(self, uuids: list[str]) -> None:
-        self.free = set(uuids)
-        self.freed = asyncio.Condition()
-
-    async def take(self, count: int) -> list[str]:
-        if count == 0:
-            return []
-        async with self.freed:
-            await self.freed.wait_for(lambda: len(self.free) >= count)
-            taken = sorted(self.free)[:count]
-            self.free -= set(taken)
-        return taken
-
-    async def give(self, uuids: list[str]) -> None:
-        if uuids:
-            async with self.freed:
-                self.free |= set(uuids)
-                self.freed.notify_all()

@@ -167,6 +167,14 @@ class Store:
             raise ClaradError(f"model id prefix {key} is ambiguous: {', '.join(m['name'] for m in matches)}")
         return matches[0] if matches else None
 
+    def catalog_counts(self) -> tuple[int, int, int]:
+        """Models, their bytes, and pipelines: one query, for the metrics snapshot."""
+        row = self.db.execute(
+            "SELECT (SELECT count(*) FROM models), (SELECT coalesce(sum(size), 0) FROM models), "
+            "(SELECT count(*) FROM pipelines)"
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
     def model_digests(self) -> dict[str, str]:
         return {row["name"]: row["digest"] for row in self.db.execute("SELECT name, digest FROM models")}
 
@@ -298,6 +306,10 @@ class Store:
     def forget_child(self, pid: int) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM children WHERE pid = ?", (pid,))
+
+    def forget_children(self) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM children")
 
     def children(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self.db.execute("SELECT * FROM children")]

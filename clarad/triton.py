@@ -29,10 +29,12 @@ from tritonclient.utils import InferenceServerException
 
 from clarad import children
 from clarad.errors import TritonError
+from clarad.gpus import Slot
 from clarad.repository import REVISION_PARAMETER
 
 OPT_BINARY = Path("/opt/tritonserver/bin/tritonserver")
 LOAD_TIMEOUT = 900.0  # seconds one load or unload may take before clarad gives up on it
+LOG_TAIL = 4096  # bytes of the log read for its last line
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,45 @@ def environment(spec: LaunchSpec, base: Mapping[str, str], cuda_visible_devices:
     return env
 
 
+@dataclass(frozen=True)
+class Launcher:
+    """What every instance is started with; ``start`` gives one running, ready tritonserver."""
+
+    spec: LaunchSpec
+    repository: Path
+    log_dir: Path
+    record: children.Recorder
+    forget: Callable[[int], None]
+    base_env: Mapping[str, str]
+
+    async def start(self, instance_id: str, slot: Slot, timeout: float) -> "TritonServer":
+        """Start and wait until ready; raise TritonError with the log's last line when it cannot."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{instance_id}.log"
+        last_error = ""
+        for _attempt in range(3):
+            ports = free_ports()
+            with open(log_path, "wb") as log_file:
+                child = await children.spawn(
+                    argv(self.spec, self.repository, ports), kind="triton", label=instance_id, record=self.record,
+                    env=environment(self.spec, self.base_env, slot.cuda_visible_devices),
+                    stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+                )
+            server = TritonServer(instance_id, slot.id, ports, child, log_path, self.forget)
+            try:
+                await server._wait_ready(timeout)
+                return server
+            except TritonError as exc:
+                last_error = str(exc)
+                await server.stop(0)
+                if "address already in use" not in last_error.lower():
+                    break
+            except BaseException:  # cancelled while starting: leave nothing running
+                await server.stop(0)
+                raise
+        raise TritonError(last_error)
+
+
 @dataclass
 class TritonServer:
     """A running tritonserver and its gRPC client. Blocking client calls run in a worker thread."""
@@ -154,45 +195,11 @@ class TritonServer:
     ports: Ports
     child: children.Child
     log_path: Path
+    forget: Callable[[int], None]  # drops the child's record once it is reaped
     client: grpcclient.InferenceServerClient = field(init=False)
 
     def __post_init__(self) -> None:
         self.client = grpcclient.InferenceServerClient(self.ports.grpc_uri)
-
-    @classmethod
-    async def start(
-        cls, instance_id: str, slot: str, cuda_visible_devices: str, spec: LaunchSpec, repository: Path,
-        log_dir: Path, record: children.Recorder, forget: Callable[[int], None], timeout: float,
-        base_env: Mapping[str, str],
-    ) -> "TritonServer":
-        """Start and wait until ready; raise TritonError with the log's last line when it cannot."""
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / f"{instance_id}.log"
-        last_error = ""
-        for _attempt in range(3):
-            ports = free_ports()
-            with open(log_path, "wb") as log_file:
-                child = await children.spawn(
-                    argv(spec, repository, ports), kind="triton", label=instance_id, record=record,
-                    env=environment(spec, base_env, cuda_visible_devices),
-                    stdout=log_file, stderr=asyncio.subprocess.STDOUT,
-                )
-            server = cls(instance_id, slot, ports, child, log_path)
-            try:
-                await server._wait_ready(timeout)
-                return server
-            except TritonError as exc:
-                last_error = str(exc)
-                await server.stop(0)
-                forget(child.pid)
-                if "address already in use" not in last_error.lower():
-                    break
-            except BaseException:  # cancelled while starting: leave nothing running
-                await children.stop_surely(server.child, 0)
-                server.client.close()
-                forget(child.pid)
-                raise
-        raise TritonError(last_error)
 
     async def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -219,11 +226,18 @@ class TritonServer:
             return False
 
     def last_log_line(self) -> str:
+        """The log's last line, read from its tail only (the log grows for as long as Triton runs)."""
         try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(max(0, log_file.seek(0, os.SEEK_END) - LOG_TAIL))
+                lines = log_file.read().decode(errors="replace").strip().splitlines()
         except OSError:
             return "no log"
         return lines[-1].strip() if lines else "no log output"
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
 
     @property
     def alive(self) -> bool:
@@ -258,10 +272,17 @@ class TritonServer:
             raise TritonError(f"{self.id} did not answer: {_first_line(exc.message())}") from None
         return {m.name for m in index.models if m.state == "READY"}
 
-    async def stop(self, grace: float) -> int:
-        code = await children.stop(self.child, grace)
+    async def wait_exit(self) -> str:
+        """Wait until tritonserver exits by itself; how it ended, with its log's last line."""
+        code = await self.child.proc.wait()
+        return f"{children.describe_exit(code)}: {self.last_log_line()}"
+
+    async def stop(self, grace: float) -> str:
+        """TERM, ``grace``, KILL, reap (not interruptible); close the client; forget the record."""
+        code = await children.stop_surely(self.child, grace)
         self.client.close()
-        return code
+        self.forget(self.child.pid)
+        return children.describe_exit(code)
 
 
 def _first_line(text: Optional[str]) -> str:

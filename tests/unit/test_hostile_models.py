@@ -27,6 +27,7 @@ from clarad.inbox import Drop
 from clarad.ingest import Ingest
 from clarad.layout import Layout
 from clarad.metrics import Metrics
+from clarad.repository import ModelRepository
 from clarad.store import Store
 from tests.corpus.models import hostile
 from tests.corpus.models.hostile import Case
@@ -283,7 +284,8 @@ class Harness:
         self.layout = Layout(root)
         self.layout.create()
         self.store = Store(self.layout.database)
-        self.ingest = Ingest(self.layout, self.store, Metrics(), limits or Limits(), revisions_kept=revisions_kept, gpus=0)
+        models = ModelRepository(self.layout, self.store, revisions_kept)
+        self.ingest = Ingest(self.layout, self.store, Metrics(), models, limits or Limits(), gpus=0)
 
     @property
     def inbox(self) -> Path:
@@ -401,7 +403,7 @@ def test_changed_model_becomes_a_revision_and_keeps_the_previous(harness: Harnes
 
 
 def test_only_revisions_kept_survive(harness: Harness, affine: Path) -> None:
-    assert harness.ingest.revisions_kept == 2
+    assert harness.ingest.models.revisions_kept == 2
     digests = []
     for n in range(4):
         (affine / "1" / "model.py").write_text(f"# revision {n}\n")

@@ -16,10 +16,11 @@ STAMP = "20261125T000000Z"
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> tuple[Layout, Store]:
+def state(tmp_path: Path) -> tuple[Layout, Store, repository.ModelRepository]:
     layout = Layout(tmp_path / "state")
     layout.create()
-    return layout, Store(layout.database)
+    store = Store(layout.database)
+    return layout, store, repository.ModelRepository(layout, store, revisions_kept=3)
 
 
 def accept(layout: Layout, store: Store, source: Path) -> repository.ModelInfo:
@@ -39,44 +40,44 @@ def variant(where: Path, slope: int) -> Path:
 
 
 def test_install_interrupted_after_the_new_revision_moved_in_is_completed(state, tmp_path: Path) -> None:
-    layout, store = state
+    layout, store, models = state
     old = accept(layout, store, variant(tmp_path / "a", 2))
     new = repository.inspect_model(variant(tmp_path / "b", 3))
-    recovery.begin_install(layout, "affine", new.digest, old.digest)
+    models.begin("affine", new.digest, old.digest)
     repository.install(tmp_path / "b" / "affine", layout.models, layout.revisions, new, old.digest)
     # crash: no commit
-    recovery.reconcile(layout, store, STAMP, gpus=0)
+    recovery.reconcile(layout, store, models, STAMP, gpus=0)
     assert store.model_digests() == {"affine": new.digest}
     assert [r["digest"] for r in store.revisions("affine")] == [old.digest]
-    assert not recovery.pending_file(layout, "affine").exists()
+    assert not models.journal("affine").exists()
 
 
 def test_install_interrupted_between_its_two_renames_is_undone(state, tmp_path: Path) -> None:
-    layout, store = state
+    layout, store, models = state
     old = accept(layout, store, variant(tmp_path / "a", 2))
-    recovery.begin_install(layout, "affine", "f" * 64, old.digest)
+    models.begin("affine", "f" * 64, old.digest)
     kept = layout.revisions / "affine" / old.digest
     kept.parent.mkdir(parents=True)
     (layout.models / "affine").rename(kept)  # crash before the new one moved in
-    recovery.reconcile(layout, store, STAMP, gpus=0)
+    recovery.reconcile(layout, store, models, STAMP, gpus=0)
     assert repository.tree_digest(layout.models / "affine")[0] == old.digest == store.model_digests()["affine"]
     assert not kept.exists()
 
 
 def test_finished_install_leaves_nothing_to_do(state, tmp_path: Path) -> None:
-    layout, store = state
+    layout, store, models = state
     info = accept(layout, store, variant(tmp_path / "a", 2))
-    recovery.reconcile(layout, store, STAMP, gpus=0)
+    recovery.reconcile(layout, store, models, STAMP, gpus=0)
     assert store.model_digests() == {"affine": info.digest}
     assert store.revisions("affine") == []
 
 
 def test_payload_of_an_unrecorded_job_goes_to_rejected_with_a_reason(state) -> None:
-    layout, store = state
+    layout, store, models = state
     orphan = layout.jobs / "0123456789abcdef0123456789abcdef"
     (orphan / "input").mkdir(parents=True)
     (orphan / "input" / "scan.dcm").write_text("data")
-    recovery.reconcile(layout, store, STAMP, gpus=0)
+    recovery.reconcile(layout, store, models, STAMP, gpus=0)
     kept = layout.rejected / f"{STAMP}-{orphan.name}"
     assert (kept / "input" / "scan.dcm").read_text() == "data"
     assert Path(f"{kept}.reason").read_text() == "clarad stopped while taking this payload; drop its input again\n"
@@ -84,19 +85,19 @@ def test_payload_of_an_unrecorded_job_goes_to_rejected_with_a_reason(state) -> N
 
 
 def test_recorded_jobs_stay(state) -> None:
-    layout, store = state
+    layout, store, models = state
     store.create_job("a" * 32, "p", "payload", "normal", ["op"], 0.0)
     (layout.jobs / ("a" * 32) / "input").mkdir(parents=True)
-    recovery.reconcile(layout, store, STAMP, gpus=0)
+    recovery.reconcile(layout, store, models, STAMP, gpus=0)
     assert (layout.jobs / ("a" * 32) / "input").is_dir()
 
 
 def test_pipeline_file_the_database_lacks_is_accepted_again(state) -> None:
-    layout, store = state
+    layout, store, models = state
     text = "name: p\noperators:\n- name: a\n  command: [true]\n"
     (layout.pipelines / "p.yaml").write_text(text)
     (layout.pipelines / "broken.yaml").write_text("name: broken\noperators: []\n")
-    recovery.reconcile(layout, store, STAMP, gpus=0)
+    recovery.reconcile(layout, store, models, STAMP, gpus=0)
     assert [(p["name"], p["definition"]) for p in store.pipelines()] == [("p", text)]
     assert layout.job_inbox("p").is_dir()
     assert (layout.pipelines / "broken.yaml").exists()  # left for a person, with a log line

@@ -1,0 +1,138 @@
+"""What the daemon answers on its control socket: one method per ``Command``, on the loop.
+
+Handlers ask the owners (the store, the model repository, the scheduler, the pool) and return plain
+data; a refusal is a ClaradError whose message the CLI prints as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clarad import __version__
+from clarad.control.protocol import Command
+from clarad.errors import ClaradError, ModelRejected, RejectedDrop
+from clarad.jobs import JobState, Priority
+
+if TYPE_CHECKING:
+    from clarad.daemon import Daemon
+
+
+class Handlers:
+    def __init__(self, daemon: "Daemon") -> None:
+        self.d = daemon
+
+    async def __call__(self, command: str, args: dict[str, Any]) -> Any:
+        try:
+            known = Command(command)
+        except ValueError:
+            raise ClaradError(f"unknown command {command!r}; known: {', '.join(c.value for c in Command)}") from None
+        result = getattr(self, known.handler)(args)
+        answer = await result if asyncio.iscoroutine(result) else result
+        self.d.wake()  # whatever it changed, the next pass sees it
+        return answer
+
+    # -- status and models -------------------------------------------------------------------
+
+    def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        d = self.d
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - d.started_at, 1),
+            "state_dir": str(d.layout.root),
+            "gpus": [gpu.__dict__ for gpu in d.gpus],
+            "slots": list(d.pool.slots),
+            "triton": str(d.launcher.spec.binary) if d.launcher else d.launch_error,
+            "instances": [instance.describe() for instance in d.pool.instances.values()],
+            "queue": d.scheduler.waiting(time.time()),
+            "jobs": d.store.job_counts(),
+            "models": len(d.store.models()),
+            "pipelines": len(d.store.pipelines()),
+            "settings": d.settings.model_dump(mode="json"),
+        }
+
+    def models_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.d.store.models()
+
+    def models_show(self, args: dict[str, Any]) -> dict[str, Any]:
+        model = self.d.models.show(str(args["model"]))
+        model["instances"] = [
+            {"id": i.id, "state": i.state.value, "current": i.loaded[model["name"]] == model["digest"]}
+            for i in self.d.pool.instances.values() if model["name"] in i.loaded
+        ]
+        return model
+
+    async def models_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = Path(str(args["path"]))
+        if not path.is_absolute():
+            raise ClaradError(f"{path}: give an absolute path")
+        if not path.exists():
+            raise ClaradError(f"{path}: no such file or directory")
+        try:
+            return await self.d.ingest.add_model(path, f"cli:{path}", consume=False)
+        except ModelRejected as exc:
+            raise ClaradError(f"refused: {exc}") from None
+
+    async def models_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.d.models.remove(str(args["model"]), bool(args.get("force")))
+
+    def models_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
+        revision = args.get("revision")
+        return self.d.models.rollback(str(args["model"]), str(revision) if revision else None)
+
+    # -- pipelines and jobs ------------------------------------------------------------------
+
+    def pipelines_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.d.store.pipelines()
+
+    def jobs_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.d.store.jobs(int(args.get("limit", 100)))
+
+    def jobs_show(self, args: dict[str, Any]) -> dict[str, Any]:
+        job = self.d.store.job(str(args["id"]))
+        if job is None:
+            raise ClaradError(f"no job {args['id']}")
+        job["directory"] = str(self.d.layout.job_dir(job["id"]))
+        return job
+
+    def jobs_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+        job = self.jobs_show(args)
+        if job["state"] == JobState.STOPPED.value:
+            raise ClaradError(f"job {job['id']} already stopped ({job['status']})")
+        self.d.scheduler.cancel(job["id"])
+        return {"id": job["id"], "canceling": True}
+
+    async def jobs_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = Path(str(args["path"]))
+        if not path.is_absolute() or not path.exists():
+            raise ClaradError(f"{path}: give the absolute path of an existing file or directory")
+        try:
+            priority = Priority.parse(str(args.get("priority") or "normal"))
+        except ValueError:
+            raise ClaradError(f"priority {args.get('priority')!r}: one of low, normal, high, immediate") from None
+        staging = self.d.layout.staging / f"payload-{time.time_ns()}"
+        staging.mkdir(mode=0o700)
+        try:
+            copy = staging / path.name
+            await asyncio.to_thread(_copy_payload, path, copy)
+            job = self.d.ingest.create_job(str(args["pipeline"]), copy, str(args.get("name") or path.name), priority)
+        except RejectedDrop as exc:
+            raise ClaradError(str(exc)) from None
+        except OSError as exc:
+            raise ClaradError(f"{path}: {exc.strerror or exc}") from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        self.d.scheduler.enqueue(job.id)
+        return {"id": job.id, "priority": priority.value}
+
+
+def _copy_payload(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target)

@@ -1,0 +1,26 @@
+"""The managed Triton model repository.
+
+- ``files``: a model directory on disk: validation with Triton's schema, content digests, the
+  renames that install or restore a revision, pruning;
+- ``service``: ``ModelRepository``, through which every change to the repository goes.
+"""
+
+from clarad.repository.files import (
+    BYTECODE_DIR,
+    DEFAULT_MODEL_FILES,
+    REVISION_PARAMETER,
+    ModelInfo,
+    inspect_model,
+    install,
+    parse_config,
+    prune,
+    restore,
+    stamped_config,
+    tree_digest,
+)
+from clarad.repository.service import ModelRepository
+
+__all__ = [
+    "BYTECODE_DIR", "DEFAULT_MODEL_FILES", "REVISION_PARAMETER", "ModelInfo", "ModelRepository", "inspect_model",
+    "install", "parse_config", "prune", "restore", "stamped_config", "tree_digest",
+]

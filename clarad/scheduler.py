@@ -1,0 +1,197 @@
+"""The scheduler: the queue of waiting jobs, the running jobs, the GPUs they hold, and one reconcile
+pass that converges them, as gunicorn's arbiter does with its workers.
+
+The daemon's loop runs ``run_pass(now)`` once per wake-up; nothing else places a job. A pass:
+
+    1. stops running jobs past their deadline (their timeout);
+    2. has idle instances unload models no longer in the repository;
+    3. offers each waiting job, in queue order, first its GPUs, then an instance (placement.decide),
+       and starts it with exactly that decision, or records why it still waits;
+    4. publishes the snapshot that /metrics reads.
+
+It reads the repository's digests once and returns how long the loop may sleep before the next pass
+is due (the nearest deadline). Time comes in as ``now``; everything here runs on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Optional
+
+from clarad import placement
+from clarad.config import Settings
+from clarad.errors import ClaradError, TritonError
+from clarad.gpus import Gpu
+from clarad.jobs import JobState, JobStatus, Priority, QueuedJob, queue_order
+from clarad.layout import Layout
+from clarad.metrics import Metrics, Snapshot
+from clarad.pipelines import parse_pipeline
+from clarad.placement import Action
+from clarad.pool import Instance, InstanceState, Pool
+from clarad.runner import JobRunner, RunningJob
+from clarad.store import Store
+
+log = logging.getLogger("clarad")
+
+IDLE_PASS = 1.0  # seconds between passes when nothing is due sooner
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, store: Store, layout: Layout, metrics: Metrics, pool: Pool,
+                 runner: JobRunner, gpus: list[Gpu], launch_error: Optional[str], wake: Callable[[], None]) -> None:
+        self.settings = settings
+        self.store = store
+        self.layout = layout
+        self.metrics = metrics
+        self.pool = pool
+        self.runner = runner
+        self.gpus = gpus
+        self.launch_error = launch_error  # why no instance can be started (no tritonserver), or None
+        self.wake = wake  # ask the loop for a pass soon
+        self.queue: list[QueuedJob] = []
+        self.running: dict[str, RunningJob] = {}
+        self.free_gpus = {gpu.uuid for gpu in gpus}  # those no running job holds
+        self.unloading: set[asyncio.Task[None]] = set()  # removed models leaving idle instances
+
+    # -- jobs coming and going ---------------------------------------------------------------
+
+    def enqueue(self, job_id: str) -> None:
+        """Queue a PENDING job of the store; one whose pipeline cannot be read is faulted."""
+        record = self.store.job(job_id)
+        assert record is not None
+        try:
+            text = (self.layout.job_dir(job_id) / "pipeline.yaml").read_text(encoding="utf-8")
+            pipeline = parse_pipeline(text)
+        except (OSError, ClaradError) as exc:
+            self.runner.finish(job_id, JobStatus.FAULTED, f"cannot read the job's pipeline: {exc}")
+            return
+        self.queue.append(QueuedJob(job_id, record["name"], pipeline, Priority(record["priority"]),
+                                    record["created_at"]))
+        self.wake()
+
+    def recover(self) -> None:
+        """Rebuild the queue from the store: RUNNING jobs died with the last clarad, PENDING ones wait."""
+        for job in self.store.jobs_in(JobState.RUNNING):
+            self.runner.finish(job["id"], JobStatus.FAULTED, "clarad stopped while the job was running")
+        for job in self.store.jobs_in(JobState.PENDING):
+            self.enqueue(job["id"])
+        if self.queue:
+            log.info("%d pending job(s) from before the restart queued again", len(self.queue))
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job that has not stopped: a waiting one at once, a running one through its runner."""
+        queued = next((job for job in self.queue if job.id == job_id), None)
+        if queued is not None:
+            self.queue.remove(queued)
+            self.runner.finish(job_id, JobStatus.CANCELED, "canceled before it started")
+            self.wake()
+        elif job_id in self.running:
+            self.running[job_id].stop(JobStatus.CANCELED, "canceled")
+        else:
+            raise ClaradError(f"job {job_id} is not queued or running here")
+
+    def on_done(self, running: RunningJob) -> None:
+        """A job ended and its instance is back: free its GPUs, place what waits."""
+        self.running.pop(running.job.id, None)
+        self.free_gpus |= set(running.gpus)
+        self.wake()
+
+    def on_lost(self, instance: Instance, how: str) -> None:
+        """An instance's tritonserver died under a job: the job faults now, not at its next call."""
+        running = self.running.get(instance.job or "")
+        if running is not None:
+            running.stop(JobStatus.FAULTED, f"Triton instance {instance.id} {how}")
+
+    async def stop(self) -> None:
+        """Shutdown: every running job stops its operators and returns its instance."""
+        for task in self.unloading:
+            task.cancel()
+        tasks = [running.task for running in self.running.values() if running.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, *self.unloading, return_exceptions=True)
+
+    # -- the pass ----------------------------------------------------------------------------
+
+    def run_pass(self, now: float) -> float:
+        """Converge once; the seconds until the next pass is due at the latest."""
+        digests = self.store.model_digests()
+        for running in self.running.values():
+            if now >= running.deadline and running.stop_reason is None:
+                running.stop(JobStatus.FAULTED, f"timed out after {running.timeout:g} s")
+        self._unload_removed(digests)
+        for job in queue_order(self.queue, now, self.settings.priority_aging_seconds):
+            self._offer(job, digests, now)
+        self.metrics.publish(self.snapshot())
+        due = [running.deadline - now for running in self.running.values() if running.stop_reason is None]
+        return max(0.0, min([IDLE_PASS, *due]))
+
+    def _offer(self, job: QueuedJob, digests: dict[str, str], now: float) -> None:
+        missing = [name for name in job.pipeline.model_names if name not in digests]
+        if missing:
+            return self._drop(job, f"model(s) {', '.join(missing)} no longer in the repository")
+        if job.pipeline.gpus > len(self.gpus):
+            return self._drop(job, f"requests {job.pipeline.gpus} GPU(s); this host has {len(self.gpus)}")
+        if job.pipeline.gpus > len(self.free_gpus):
+            return self._wait(job, f"waiting for {job.pipeline.gpus} GPU(s): {len(self.free_gpus)} free, "
+                                   "the others held by running jobs")
+        decision = placement.decide(job.pipeline.model_names, digests, self.pool.views(), self.pool.free_slots(),
+                                    self.settings.max_models_per_instance)
+        if decision.action is Action.WAIT:
+            return self._wait(job, f"waiting for an instance: {decision.reason}")
+        if decision.action is Action.REFUSE:
+            return self._drop(job, decision.reason)
+        if decision.action is not Action.NONE and self.launch_error is not None:
+            return self._drop(job, self.launch_error)
+        self.queue.remove(job)
+        instance = None if decision.action is Action.NONE else self.pool.lease(decision, job.id)
+        gpus = sorted(self.free_gpus)[:job.pipeline.gpus]
+        self.free_gpus -= set(gpus)
+        if decision.reuse is not None:
+            self.metrics.placements.labels(decision.reuse.value).inc()
+        log.info("job %s (%s): %s", job.id, job.pipeline.name, decision.reason)
+        self.running[job.id] = self.runner.start(job, decision, instance, gpus, now)
+
+    def _drop(self, job: QueuedJob, reason: str) -> None:
+        self.queue.remove(job)
+        self.runner.finish(job.id, JobStatus.FAULTED, reason)
+
+    def _wait(self, job: QueuedJob, reason: str) -> None:
+        """Say in the store (and so in `clarad jobs show`) why a job still waits; written on change only."""
+        if job.waiting != reason:
+            job.waiting = reason
+            self.store.note_wait(job.id, reason)
+
+    def _unload_removed(self, digests: dict[str, str]) -> None:
+        """Idle instances unload models no longer in the repository (in the background)."""
+        for instance in self.pool.instances.values():
+            gone = [name for name in instance.loaded if name not in digests]
+            if instance.state is InstanceState.IDLE and gone and instance.server is not None:
+                for name in gone:
+                    instance.loaded.pop(name)
+                    instance.last_used.pop(name, None)
+                task = asyncio.create_task(_unload(instance, gone))
+                self.unloading.add(task)
+                task.add_done_callback(self.unloading.discard)
+
+    # -- what people see ---------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        models, model_bytes, pipelines = self.store.catalog_counts()
+        return Snapshot(models, model_bytes, pipelines,
+                        {"PENDING": len(self.queue), "RUNNING": len(self.running)}, self.pool.counts())
+
+    def waiting(self, now: float) -> list[str]:
+        return [job.id for job in queue_order(self.queue, now, self.settings.priority_aging_seconds)]
+
+
+async def _unload(instance: Instance, names: list[str]) -> None:
+    assert instance.server is not None
+    for name in names:
+        try:
+            await instance.server.unload(name)
+            log.info("instance %s: unloaded removed model %s", instance.id, name)
+        except TritonError as exc:
+            log.warning("%s", exc)
