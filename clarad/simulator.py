@@ -1,0 +1,95 @@
+"""A modelled Triton: in-process servers that load, fail and die on command, for driving the pool,
+the runner and the scheduler without tritonserver (tests, and benchmarks with a virtual clock).
+Never used by the daemon.
+
+``ModelledTriton`` implements ``pool.Server``; ``ModelledLauncher`` implements ``pool.Launcher``.
+What a real server would serve is modelled faithfully where clarad relies on it: a load records
+the revision stamped into the configuration it was given (``repository.REVISION_PARAMETER``), and
+``served_revision`` answers with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+from clarad.errors import TritonError
+from clarad.gpus import Slot
+from clarad.repository import REVISION_PARAMETER
+from clarad.triton import Ports
+
+_pids = itertools.count(100_000)
+
+
+@dataclass(eq=False)
+class ModelledTriton:
+    id: str
+    slot: str
+    ports: Ports
+    pid: int = field(default_factory=lambda: next(_pids))
+    served: dict[str, Optional[str]] = field(default_factory=dict)  # model -> revision stamp
+    loads: list[str] = field(default_factory=list)  # every load, in order
+    failing: set[str] = field(default_factory=set)  # models whose load fails
+    stale: set[str] = field(default_factory=set)  # models whose load keeps the previous revision
+    gate: Optional[asyncio.Event] = None  # when set, loads wait for it
+    exit_reason: Optional[str] = None
+    _exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def alive(self) -> bool:
+        return self.exit_reason is None
+
+    async def load(self, model: str, config_json: str) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if not self.alive:
+            raise TritonError(f"{self.id} did not answer: it exited")
+        if model in self.failing:
+            raise TritonError(f"loading {model} on {self.id} failed: modelled failure")
+        self.loads.append(model)
+        if model not in self.stale or model not in self.served:
+            stamp = json.loads(config_json).get("parameters", {}).get(REVISION_PARAMETER, {})
+            self.served[model] = stamp.get("stringValue")
+
+    async def unload(self, model: str) -> None:
+        self.served.pop(model, None)
+
+    async def served_revision(self, model: str) -> Optional[str]:
+        return self.served.get(model)
+
+    async def ready_models(self) -> set[str]:
+        if not self.alive:
+            raise TritonError(f"{self.id} did not answer: it exited")
+        return set(self.served)
+
+    def die(self, how: str = "killed by SIGKILL (perhaps out of memory)") -> None:
+        """The process exits by itself (a crash, the OOM killer)."""
+        if self.exit_reason is None:
+            self.exit_reason = how
+            self._exited.set()
+
+    async def wait_exit(self) -> str:
+        await self._exited.wait()
+        return f"{self.exit_reason}: modelled"
+
+    async def stop(self, grace: float) -> str:
+        self.die("exited with code 0")
+        return self.exit_reason or ""
+
+
+@dataclass
+class ModelledLauncher:
+    started: list[ModelledTriton] = field(default_factory=list)
+    fail_next: Optional[str] = None  # the next start fails with this reason
+
+    async def start(self, instance_id: str, slot: Slot, timeout: float) -> ModelledTriton:
+        if self.fail_next is not None:
+            reason, self.fail_next = self.fail_next, None
+            raise TritonError(f"tritonserver {instance_id} exited with code 1: {reason}")
+        port = 20_000 + 2 * len(self.started)
+        server = ModelledTriton(instance_id, slot.id, Ports(http=port, grpc=port + 1))
+        self.started.append(server)
+        return server
