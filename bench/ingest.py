@@ -42,7 +42,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from clarad import archives, repository
+from clarad import archives
+from clarad.repository import ModelRepository
+from clarad.repository import files as repository  # the module whose functions the timer wraps
 from clarad.ingest import Ingest
 from clarad.layout import Layout
 from clarad.metrics import Metrics
@@ -230,7 +232,7 @@ def ingest_once(work: Path, model: Path, steps: StepTimer) -> dict[str, float]:
     layout.create()
     store = Store(layout.database)
     try:
-        ingest = Ingest(layout, store, Metrics(), archives.Limits(), revisions_kept=3)
+        ingest = Ingest(layout, store, Metrics(), ModelRepository(layout, store, 3), archives.Limits(), gpus=0)
         dropped = layout.inbox / "models" / MODEL_NAME
         if model.stat().st_dev != dropped.parent.stat().st_dev:
             raise SystemExit(f"{model} and {dropped.parent} are on different file systems: the bench needs one")
