@@ -8,12 +8,14 @@ start-up test looks at `affine`) and stands alone in any order.
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import tritonclient.grpc as grpcclient
@@ -86,18 +88,95 @@ def test_archive_dropped_while_clarad_was_down_is_taken_at_start(clarad: Clarad)
     assert (clarad.state / "models" / "affine" / "1" / "model.py").is_file()
 
 
-def test_slow_copy_is_not_taken_until_it_settles(clarad: Clarad, tmp_path: Path) -> None:
-    reference = affine_variant(tmp_path, "slow", 5)
-    target = clarad.state / "inbox" / "models" / "slow"
-    target.mkdir()
-    shutil.copy2(reference / "config.pbtxt", target / "config.pbtxt")
-    time.sleep(0.4)  # the writer pauses (less than settle_seconds = 1.0) between files
-    (target / "1").mkdir()
-    time.sleep(0.4)
-    shutil.copy2(reference / "1" / "model.py", target / "1" / "model.py")
-    accepted = wait_for(lambda: model(clarad, "slow"), 30, "the slowly copied model")
-    assert accepted["digest"] == tree_digest(reference)[0]
-    assert not [p for p in (clarad.state / "rejected").iterdir() if "slow" in p.name]
+# -- a slow copy, paced by what clarad has seen ------------------------------------------------
+
+
+def rejections(clarad: Clarad, name: str) -> list[str]:
+    """The reasons of the drops named ``name`` that clarad put into rejected/."""
+    return [p.read_text() for p in (clarad.state / "rejected").glob(f"*-{name}.reason")]
+
+
+def clarad_has_looked(clarad: Clarad, label: str) -> None:
+    """Return once clarad's inbox loop has observed every drop made before this call.
+
+    clarad reports nothing about a drop it is still watching settle (not in `clarad status`, not in
+    its log), so the test makes a later drop whose taking it can see: a pipeline renamed in. inotify
+    reports events in order, and the loop observes every pending drop on the tick that takes one,
+    so once this pipeline is listed the loop has observed the earlier, partial drop.
+    """
+    clarad.drop_text(f"name: {label}\noperators:\n- name: a\n  command: [true]\n", "pipelines", f"{label}.yaml")
+    wait_for(lambda: any(p["name"] == label for p in clarad.ask("pipelines.list")), 30, f"pipeline {label}")
+
+
+def copy_slowly(clarad: Clarad, reference: Path, settle: float) -> Optional[dict]:
+    """Copy ``reference`` into the inbox in three parts, as a slow `cp -r` would (no rename);
+    between parts, wait until clarad has looked at the partial drop and check it was not taken.
+
+    Return the model clarad accepted, or None when this machine paused the writer for ``settle``
+    seconds or more between two parts: clarad may then rightly take the partial drop, so such an
+    attempt proves nothing either way. Load only ever turns a verdict into None.
+    """
+    name = reference.name
+    target = clarad.state / "inbox" / "models" / name
+    parts: list[Callable[[], object]] = [
+        lambda: (target.mkdir(), shutil.copy2(reference / "config.pbtxt", target / "config.pbtxt")),
+        lambda: (target / "1").mkdir(),
+        lambda: shutil.copy2(reference / "1" / "model.py", target / "1" / "model.py"),
+    ]
+    spans: list[tuple[float, float]] = []  # (began, ended) of each part, on clarad's clock (time.time)
+    early: list[str] = []  # what showed the drop taken before it was complete
+    for n, part in enumerate(parts, 1):
+        began = time.time()
+        try:
+            part()
+        except FileNotFoundError:  # clarad took (and moved away) the partial drop
+            early.append(f"part {n} found the drop gone")
+        spans.append((began, time.time()))
+        if n == len(parts) or early:
+            break
+        clarad_has_looked(clarad, f"seen-{name}-{n}")
+        if model(clarad, name) or rejections(clarad, name):
+            early.append(f"it was taken after part {n} of {len(parts)}: {rejections(clarad, name)}")
+            spans.append((time.time(), time.time()))  # it was quiet at most until this look
+            break
+    # Every quiet stretch before the copy was complete lies between the start of one part and the
+    # end of the next; clarad takes a copied drop only after a quiet stretch of `settle` seconds.
+    longest_quiet = max((after[1] - before[0] for before, after in zip(spans, spans[1:])), default=0.0)
+    if longest_quiet >= settle:
+        return None
+    assert not early, f"{name}: {early[0]}, although the writer never paused {settle:g} s"
+    accepted = wait_for(lambda: model(clarad, name) or rejections(clarad, name), 30 + settle, f"{name} to be taken")
+    assert isinstance(accepted, dict), f"{name} rejected: {accepted}"
+    # Its last write began at spans[-1][0]; clarad first saw the result no earlier, then waited.
+    assert accepted["added_at"] >= spans[-1][0] + settle, "taken before it was quiet for settle_seconds"
+    return accepted
+
+
+def test_slow_copy_is_not_taken_until_it_settles(tmp_path: Path) -> None:
+    # A daemon of its own, taking settle_seconds from a file, so that SIGHUP can lengthen it.
+    config = tmp_path / "clarad.toml"
+    settle = 1.0
+    config.write_text(f"settle_seconds = {settle}\n")
+    daemon = Clarad(tmp_path / "state", CLARAD_CONFIG=str(config))
+    del daemon.env["CLARAD_SETTLE_SECONDS"]  # the file decides
+    daemon.start()
+    try:
+        for attempt in range(6):
+            if attempt:  # the machine paused the writer longer than settle_seconds: lengthen it
+                settle *= 2
+                config.write_text(f"settle_seconds = {settle}\n")
+                daemon.proc.send_signal(signal.SIGHUP)
+                wait_for(lambda: daemon.ask("status")["settings"]["settle_seconds"] == settle, 30, "the new settle")
+            reference = affine_variant(tmp_path / f"reference-{attempt}", f"slow{attempt}", 5)
+            accepted = copy_slowly(daemon, reference, settle)
+            if accepted is not None:
+                assert accepted["digest"] == tree_digest(reference)[0]
+                assert accepted["source"] == f"inbox:slow{attempt}"
+                break
+        else:
+            pytest.skip(f"this machine paused the writer longer than settle_seconds in every attempt (up to {settle:g} s)")
+    finally:
+        assert daemon.stop() == 0
 
 
 # -- revisions, and the models commands --------------------------------------------------------
