@@ -4,14 +4,20 @@ Each child leads its own process group (``start_new_session``), so stopping it r
 started too (Triton's Python-backend stubs, an operator's helpers). Each is recorded in the store
 before clarad awaits anything else, so after a crash the next start can find and stop leftovers.
 Stopping is TERM to the group, a grace period, KILL to the group, reap.
+
+Every child starts through util-linux's ``setpriv``, which drops what clarad holds before the
+child's own program runs (see ``setpriv_argv``); it execs, so the recorded pid is the child's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import logging
 import os
 import pwd
+import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +26,8 @@ from pathlib import Path
 from typing import IO, Any, Optional, Union
 
 import psutil
+
+from clarad.errors import ClaradError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,39 @@ class Child:
         return self.proc.pid
 
 
+@functools.cache
+def setpriv() -> str:
+    """setpriv's path, looked up once it is found. Without it clarad refuses to start children
+    rather than hand them its capabilities."""
+    found = shutil.which("setpriv")
+    if found is None:
+        raise ClaradError(
+            "setpriv (util-linux) not found on PATH: clarad starts every child through it to drop its "
+            "capabilities, and starts none without it; install util-linux"
+        )
+    return found
+
+
+def setpriv_argv(setpriv: str, argv: Sequence[str], identity: Optional[tuple[int, int]] = None) -> list[str]:
+    """``argv`` run through setpriv, with empty inheritable and ambient capability sets: for a child
+    that is not root, those two are all that could carry clarad's CAP_SETUID, CAP_CHOWN... across
+    exec (ambient ones even into its effective set). With ``identity`` (uid, gid), as that user in
+    that group alone: no supplementary groups (clarad's group opens its state)."""
+    prefix = [setpriv, "--inh-caps=-all", "--ambient-caps=-all"]
+    if identity is not None:
+        uid, gid = identity
+        prefix += [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    return [*prefix, "--", *argv]
+
+
+def _check_runnable(program: str, env: Mapping[str, str], cwd: Optional[Path]) -> None:
+    """Raise what exec would for a program that is not there: through setpriv, that would only be
+    an exit status 127 and a line in the child's log."""
+    target = os.path.join(cwd, program) if cwd is not None and "/" in program else program
+    if shutil.which(target, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
 async def spawn(
     argv: Sequence[str],
     *,
@@ -49,19 +90,24 @@ async def spawn(
     stderr: Union[IO[Any], int, None] = None,
     user: Optional[str] = None,
 ) -> Child:
-    """Start ``argv`` in a new session; raises OSError when it cannot be executed."""
-    identity: dict[str, Any] = {}
-    if user is not None:  # that user's own group only, not clarad's (which opens its state)
-        identity = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+    """Start ``argv`` in a new session, as ``user`` (in its own group only) when given; raises
+    OSError when it cannot be executed, ClaradError without setpriv or an unknown user."""
+    identity = None
+    if user is not None:
+        try:
+            account = pwd.getpwnam(user)
+        except KeyError:
+            raise ClaradError(f"operator_user {user}: no such user") from None
+        identity = (account.pw_uid, account.pw_gid)
+    _check_runnable(argv[0], env, cwd)
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *setpriv_argv(setpriv(), argv, identity),
         env=dict(env),
         cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
-        **identity,
     )
     try:
         created = psutil.Process(proc.pid).create_time()

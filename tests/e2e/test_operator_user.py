@@ -1,0 +1,127 @@
+"""Operators under operator_user, and children that get no privilege.
+
+Needs root (to be clarad's unit: switch users, grant or withhold capabilities) and util-linux's
+setpriv, which clarad itself needs to start any child.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from tests.e2e.clarad_process import REPO, Clarad
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="switching operators to another user and setting clarad's capabilities need root"
+)
+SETPRIV = shutil.which("setpriv") or "setpriv"
+HERE = Path(__file__).parent
+NOBODY = pwd.getpwnam("nobody")
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """A directory operator_user can pass through: not under pytest's private (0700) tmp."""
+    path = Path(tempfile.mkdtemp(prefix="clarad-user-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def interpreter_for(users: list[str], base: Path) -> Optional[str]:
+    """A Python with this one's packages that ``users`` can run: this one, or (where it lives out of
+    their reach, e.g. under /root) a virtualenv in ``base`` made from the system's Python of the same
+    version, given this one's packages by a .pth file. A virtualenv, not PYTHONPATH: Triton's
+    Python-backend stub finds its environment from the python on PATH. None if there is none."""
+
+    def runnable(python: str) -> bool:
+        # through sh: a plain exec, as tritonserver runs the stub's interpreter
+        return all(subprocess.run(
+            [SETPRIV, f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups", "/bin/sh", "-c",
+             '"$0" -c "import clarad.daemon, numpy, tritonclient.grpc"', python], capture_output=True, cwd=REPO,
+        ).returncode == 0 for user in users)
+
+    if runnable(sys.executable):
+        return sys.executable
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    venv = base / "venv"
+    if subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], capture_output=True).returncode != 0:
+        return None
+    python = str(venv / "bin" / "python")
+    site = subprocess.check_output([python, "-c", "import site; print(site.getsitepackages()[0])"], text=True)
+    (Path(site.strip()) / "clarad-tests.pth").write_text(f"{REPO}\n{sysconfig.get_paths()['purelib']}\n")
+    return python if runnable(python) else None
+
+
+def status_fields(text: str) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def test_children_get_no_privilege_under_the_units_capabilities(base: Path) -> None:
+    """The unit's operator_user drop-in, emulated: clarad as a user that is not root (daemon here,
+    clara there) with CAP_CHOWN, CAP_SETUID, CAP_SETGID and CAP_KILL as ambient capabilities,
+    NoNewPrivileges, UMask=0027 and a 0751 state directory. An operator (as nobody) and a
+    Python-backend model (in tritonserver's stub, as clarad's user) each try to become root."""
+    python = interpreter_for(["daemon", "nobody"], base)
+    if python is None:
+        pytest.skip("no Python with this environment's packages that users daemon and nobody can run")
+    daemon = pwd.getpwnam("daemon")
+    state = base / "state"
+    state.mkdir()
+    os.chown(state, daemon.pw_uid, daemon.pw_gid)  # StateDirectory=
+    state.chmod(0o751)  # StateDirectoryMode=0751, as the drop-in says
+    caps = "+chown,+setuid,+setgid,+kill"
+    unit = [SETPRIV, f"--reuid={daemon.pw_uid}", f"--regid={daemon.pw_gid}", "--clear-groups",
+            f"--inh-caps={caps}", f"--ambient-caps={caps}", "--no-new-privs", "--"]
+    clarad = Clarad(state, prefix=unit, python=python, umask=0o027, CLARAD_OPERATOR_USER="nobody", HOME=str(base))
+    try:
+        clarad.start()
+        assert clarad.proc is not None
+        granted = 1 << 0 | 1 << 5 | 1 << 6 | 1 << 7  # CAP_CHOWN, CAP_KILL, CAP_SETGID, CAP_SETUID
+        own = status_fields(Path(f"/proc/{clarad.proc.pid}/status").read_text())
+        assert (int(own["CapEff"], 16), int(own["CapAmb"], 16)) == (granted, granted), "the emulation is not the unit"
+
+        staged = base / "privileges"  # dropped as clarad's user, as the README says: write, then rename in
+        shutil.copytree(HERE / "models" / "privileges", staged)
+        for path in [staged, *staged.rglob("*")]:
+            os.chown(path, daemon.pw_uid, daemon.pw_gid)
+        staged.rename(state / "inbox" / "models" / "privileges")
+        wait_for(lambda: clarad.ask("models.list"), 60, "the model")
+        clarad.drop_text(f"""
+name: privileges
+operators:
+- name: report
+  command: ["{python}", "{HERE / 'operators' / 'privileges.py'}", "privileges"]
+  models: [{{name: privileges}}]
+""", "pipelines", "privileges.yaml")
+        clarad.drop_text("x", "jobs/privileges", "payload.txt")
+        job = clarad.wait_job_stopped(clarad.wait_new_job(set()), 180)
+
+        out = Path(job["directory"]) / "operators" / "report"
+        for name in ("operator.txt", "model.txt"):  # the operator's own report first: it may fault as root
+            assert (out / name).exists(), job["reason"]
+            report = (out / name).read_text()
+            assert report.startswith("setresuid(0, 0, 0): Operation not permitted"), f"{name}: {report}"
+            fields = status_fields(report)
+            held = {key: int(fields[key], 16) for key in ("CapInh", "CapPrm", "CapEff", "CapAmb")}
+            assert held == dict.fromkeys(held, 0), f"{name}: {report}"
+        assert job["status"] == "HEALTHY", job["reason"]
+        operator = status_fields((out / "operator.txt").read_text())
+        assert operator["Uid"].split()[0] == str(NOBODY.pw_uid)
+        assert operator["Groups"].split() == [], "the operator kept supplementary groups"
+        for proc in clarad.processes():  # tritonserver and its stub
+            assert int(status_fields(Path(f"/proc/{proc.pid}/status").read_text())["CapEff"], 16) == 0
+        assert clarad.stop() == 0
+    finally:
+        clarad.stop_if_running()
