@@ -3,7 +3,8 @@
 Each child leads its own process group (``start_new_session``), so stopping it reaches whatever it
 started too (Triton's Python-backend stubs, an operator's helpers). Each is recorded in the store
 before clarad awaits anything else, so after a crash the next start can find and stop leftovers.
-Stopping is TERM to the group, a grace period, KILL to the group, reap.
+Stopping is TERM to the group, a grace period, KILL to the group, reap, and never waits longer: a
+child the kernel will not let clarad signal (EPERM) is reported and left running, still recorded.
 
 Every child starts through util-linux's ``setpriv``, which drops what clarad holds before the
 child's own program runs (see ``setpriv_argv``); it execs, so the recorded pid is the child's.
@@ -32,6 +33,14 @@ from clarad.errors import ClaradError
 log = logging.getLogger(__name__)
 
 Recorder = Callable[[int, float, str, str], None]
+
+KILL_WAIT = 5.0  # seconds a stop waits after SIGKILL before it gives the child up as left running
+NO_CAP_KILL = ("the kernel refused the signal (EPERM): clarad lacks CAP_KILL, which signalling operator_user's "
+               "processes needs")
+
+
+class StopFailed(ClaradError):
+    """A child clarad could not stop: it is left running and stays recorded in the store."""
 
 
 @dataclass
@@ -117,24 +126,41 @@ async def spawn(
     return Child(proc, kind, label)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the kernel refuses (EPERM)."""
     try:
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    except ProcessLookupError:
+        pass  # gone already
+    except PermissionError:
+        return False
+    return True
 
 
 async def stop(child: Child, grace: float) -> int:
-    """TERM the child's group, KILL it after ``grace`` seconds, reap; return the exit status."""
+    """TERM the child's group, KILL it after ``grace`` seconds, reap; return the exit status.
+
+    Raises StopFailed (and logs it) when the child is still there KILL_WAIT seconds after the KILL:
+    the kernel refused the signals (it runs as operator_user and clarad lacks CAP_KILL) or the
+    process does not die. Never waits longer: cancel, timeout and shutdown must finish."""
+    refused = False
     if child.proc.returncode is None:
-        _signal_group(child.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(child.proc.wait(), grace)
-        except asyncio.TimeoutError:
-            if grace > 0:
-                log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
-    _signal_group(child.pid, signal.SIGKILL)  # whatever is left of the group, leader or not
-    return await child.proc.wait()
+        refused = not _signal_group(child.pid, signal.SIGTERM)
+        if not refused:  # a refused TERM leaves nothing to wait the grace for
+            try:
+                await asyncio.wait_for(child.proc.wait(), grace)
+            except asyncio.TimeoutError:
+                if grace > 0:
+                    log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
+    refused = not _signal_group(child.pid, signal.SIGKILL) or refused  # whatever is left of the group
+    try:
+        return await asyncio.wait_for(child.proc.wait(), KILL_WAIT)
+    except asyncio.TimeoutError:
+        why = NO_CAP_KILL if refused else f"still running {KILL_WAIT:g} s after SIGKILL"
+        error = StopFailed(f"{child.kind} {child.label} (pid {child.pid}) could not be stopped and was left running: "
+                           f"{why}")
+        log.error("%s", error)
+        raise error from None
 
 
 async def wait_through_cancel(task: "asyncio.Future[Any]") -> None:
@@ -148,7 +174,7 @@ async def wait_through_cancel(task: "asyncio.Future[Any]") -> None:
 
 
 async def stop_surely(child: Child, grace: float) -> int:
-    """``stop``, not interruptible by a further cancellation of the caller."""
+    """``stop``, not interruptible by a further cancellation of the caller (StopFailed passes)."""
     task = asyncio.ensure_future(stop(child, grace))
     await wait_through_cancel(task)
     return task.result()
@@ -172,7 +198,18 @@ def resident_mb(pid: int) -> int:
 
 def stop_group_remains(child: Child) -> None:
     """After the leader exited: KILL anything it left running in its group."""
-    _signal_group(child.pid, signal.SIGKILL)
+    if not _signal_group(child.pid, signal.SIGKILL):
+        log.error("what %s %s (pid %d) left in its process group keeps running: %s", child.kind, child.label,
+                  child.pid, NO_CAP_KILL)
+
+
+def left_running(recorded: list[dict[str, Any]], job_id: str) -> str:
+    """For a job's reason: its operators still recorded once it ended, i.e. those ``stop`` gave up on."""
+    stuck = [f'"{row["label"].partition("/")[2]}" (pid {row["pid"]})' for row in recorded
+             if row["kind"] == "operator" and row["label"].startswith(f"{job_id}/")]
+    if not stuck:
+        return ""
+    return f"; operator {', '.join(stuck)} could not be stopped and was left running (see clarad's log)"
 
 
 def describe_exit(returncode: int) -> str:
@@ -199,7 +236,10 @@ def stop_leftovers(recorded: list[dict[str, Any]], grace: float = 5.0) -> list[s
                 continue  # the pid was reused by an unrelated process
         except psutil.Error:
             continue
-        _signal_group(row["pid"], signal.SIGTERM)
+        if not _signal_group(row["pid"], signal.SIGTERM):
+            log.error("%s %s (pid %d), left running by a previous clarad, keeps running: %s",
+                      row["kind"], row["label"], row["pid"], NO_CAP_KILL)
+            continue
         psutil.wait_procs([proc], timeout=grace)
         _signal_group(row["pid"], signal.SIGKILL)
         stopped.append(f"{row['kind']} {row['label']} (pid {row['pid']})")

@@ -348,6 +348,7 @@ class Daemon:
             self.inner.pop(job.id, None)
             self.cancel_reasons.pop(job.id, None)
             try:
+                reason += children.left_running(self.store.children(), job.id)
                 self._finish(job.id, status, reason)
             except Exception:
                 log.exception("job %s: recording its end (%s: %s) failed", job.id, status.value, reason)

@@ -15,6 +15,7 @@ Each declared input and output is also given as ``CLARAD_INPUT_<i>`` / ``CLARAD_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import re
@@ -189,9 +190,14 @@ async def run_operator(
             over = await _wait_within_memory(child, memory_mb)
             code = await children.stop(child, grace) if over else child.proc.returncode
         except asyncio.CancelledError:
-            await children.stop_surely(child, grace)
-            forget(child.pid)
+            # One that cannot be stopped (StopFailed, logged) stays recorded, not forgotten: the record
+            # names it in the job's reason, and the next start of clarad tries to stop it again.
+            with contextlib.suppress(children.StopFailed):
+                await children.stop_surely(child, grace)
+                forget(child.pid)
             raise
+        except children.StopFailed as exc:  # over requests.memory; left recorded, as above
+            return Outcome(False, f"used more memory than requests.memory ({memory_mb} MB); {exc}", None)
         children.stop_group_remains(child)
         forget(child.pid)
     assert code is not None

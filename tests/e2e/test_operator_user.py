@@ -1,4 +1,4 @@
-"""Operators under operator_user, and children that get no privilege.
+"""Operators under operator_user: stops that always finish, and children that get no privilege.
 
 Needs root (to be clarad's unit: switch users, grant or withhold capabilities) and util-linux's
 setpriv, which clarad itself needs to start any child.
@@ -6,9 +6,11 @@ setpriv, which clarad itself needs to start any child.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+import psutil
 import pytest
 
 from tests.e2e.clarad_process import REPO, Clarad
@@ -37,6 +40,85 @@ def base() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def start_sleeper(clarad: Clarad, pipeline: str, known: set[str], timeout: str = "") -> tuple[str, psutil.Process]:
+    """Run a job whose operator (as operator_user) writes its pid and sleeps; its id and process."""
+    clarad.drop_text(f"""
+name: {pipeline}
+{timeout}
+operators:
+- name: sleeps
+  # $$$$: clarad turns $$ into $ (Clara's rule), so the shell sees $$: its own pid, the operator's
+  command: ["/bin/sh", "-c", "echo $$$$ > $NVIDIA_CLARA_OUTPUT/pid && exec sleep 300"]
+""", "pipelines", f"{pipeline}.yaml")
+    clarad.drop_text("x", f"jobs/{pipeline}", "payload.txt")
+    job_id = clarad.wait_new_job(known)
+    pidfile = clarad.state / "jobs" / job_id / "operators" / "sleeps" / "pid"
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the operator's pid"))
+    proc = psutil.Process(pid)
+    assert proc.uids().real == NOBODY.pw_uid
+    return job_id, proc
+
+
+def dead(proc: psutil.Process) -> bool:
+    """Gone, or a zombie nobody reaps (an orphan, once clarad has exited)."""
+    try:
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_cancel_and_timeout_stop_an_operator_running_as_operator_user(base: Path) -> None:
+    clarad = Clarad(base / "state", CLARAD_OPERATOR_USER="nobody", CLARAD_OPERATOR_STOP_GRACE_SECONDS="3").start()
+    try:
+        canceled, proc = start_sleeper(clarad, "sleeper", set())
+        assert clarad.cli("jobs", "cancel", canceled).returncode == 0
+        job = clarad.wait_job_stopped(canceled, 30)
+        assert (job["status"], job["reason"]) == ("CANCELED", "canceled")
+        assert not proc.is_running(), "the canceled operator is still running"
+
+        timed, proc = start_sleeper(clarad, "timed", {canceled}, timeout="timeout: 5")
+        job = clarad.wait_job_stopped(timed, 30)
+        assert (job["status"], job["reason"]) == ("FAULTED", "timed out after 5 s")
+        assert not proc.is_running(), "the timed-out operator is still running"
+        assert clarad.stop() == 0
+    finally:
+        clarad.stop_if_running()
+
+
+def test_without_cap_kill_cancel_and_shutdown_finish_and_name_the_operator_left_running(base: Path) -> None:
+    # clarad as root but without CAP_KILL: it can start operators as nobody, not signal them (EPERM)
+    clarad = Clarad(base / "state", prefix=[SETPRIV, "--bounding-set=-kill", "--inh-caps=-kill", "--"],
+                    CLARAD_OPERATOR_USER="nobody", CLARAD_OPERATOR_STOP_GRACE_SECONDS="1")
+    left: list[psutil.Process] = []
+    try:
+        clarad.start()
+        canceled, proc = start_sleeper(clarad, "sleeper", set())
+        left.append(proc)
+        assert clarad.cli("jobs", "cancel", canceled).returncode == 0
+        job = clarad.wait_job_stopped(canceled, 30)
+        assert job["status"] == "CANCELED"
+        assert job["reason"] == (f'canceled; operator "sleeps" (pid {proc.pid}) could not be stopped and was '
+                                 "left running (see clarad's log)")
+        assert proc.is_running() and not dead(proc), "the test expects the operator to have been left running"
+        logged = [line for line in clarad.log.read_text().splitlines() if f"(pid {proc.pid})" in line]
+        assert any(f"{canceled}/sleeps" in line and "CAP_KILL" in line for line in logged), logged
+
+        shutdown, proc = start_sleeper(clarad, "sleeper", {canceled})
+        left.append(proc)
+        assert clarad.stop(timeout=60) == 0  # SIGTERM to clarad: its shutdown finishes too
+        status = json.loads((clarad.state / "jobs" / shutdown / "status.json").read_text())
+        assert f'operator "sleeps" (pid {proc.pid}) could not be stopped' in status["reason"]
+        with sqlite3.connect(clarad.state / "clarad.db") as db:  # still recorded, for the next start
+            recorded = {pid for (pid,) in db.execute("SELECT pid FROM children WHERE kind = 'operator'")}
+        assert recorded == {p.pid for p in left}
+    finally:
+        for proc in left:  # what clarad could not stop, the test does
+            if not dead(proc):
+                proc.kill()
+        wait_for(lambda: all(dead(p) for p in left), 30, "the operators left running to die")
+        clarad.stop_if_running()
 
 
 def interpreter_for(users: list[str], base: Path) -> Optional[str]:
