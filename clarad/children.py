@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 Recorder = Callable[[int, float, str, str], None]
 
-KILL_WAIT = 5.0  # seconds a stop waits after SIGKILL before it gives the child up as left running
+# How long a stop waits for the child to be reaped before it gives the child up as left running:
+KILL_WAIT = 10.0  # after SIGKILL (tearing down a process that held a GPU can take seconds)
+REFUSED_WAIT = 1.0  # after a refused one: only a child exiting by itself meanwhile can still end
 NO_CAP_KILL = ("the kernel refused the signal (EPERM): clarad lacks CAP_KILL, which signalling operator_user's "
                "processes needs")
 
@@ -140,9 +142,9 @@ def _signal_group(pgid: int, sig: int) -> bool:
 async def stop(child: Child, grace: float) -> int:
     """TERM the child's group, KILL it after ``grace`` seconds, reap; return the exit status.
 
-    Raises StopFailed (and logs it) when the child is still there KILL_WAIT seconds after the KILL:
-    the kernel refused the signals (it runs as operator_user and clarad lacks CAP_KILL) or the
-    process does not die. Never waits longer: cancel, timeout and shutdown must finish."""
+    Raises StopFailed (and logs it) when the child is still there KILL_WAIT seconds after the KILL,
+    or REFUSED_WAIT seconds after the kernel refused the signals (it runs as operator_user and
+    clarad lacks CAP_KILL). Never waits longer: cancel, timeout and shutdown must finish."""
     refused = False
     if child.proc.returncode is None:
         refused = not _signal_group(child.pid, signal.SIGTERM)
@@ -154,7 +156,7 @@ async def stop(child: Child, grace: float) -> int:
                     log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
     refused = not _signal_group(child.pid, signal.SIGKILL) or refused  # whatever is left of the group
     try:
-        return await asyncio.wait_for(child.proc.wait(), KILL_WAIT)
+        return await asyncio.wait_for(child.proc.wait(), REFUSED_WAIT if refused else KILL_WAIT)
     except asyncio.TimeoutError:
         why = NO_CAP_KILL if refused else f"still running {KILL_WAIT:g} s after SIGKILL"
         error = StopFailed(f"{child.kind} {child.label} (pid {child.pid}) could not be stopped and was left running: "

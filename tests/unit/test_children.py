@@ -52,8 +52,9 @@ def test_a_missing_program_fails_to_start_as_exec_would(tmp_path: Path) -> None:
 
 def test_stop_gives_up_on_a_child_it_may_not_signal_within_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """EPERM (an operator_user child, clarad without CAP_KILL): a StopFailed naming the child, the
-    pid and the capability, after KILL_WAIT and not the grace; the child keeps running."""
-    monkeypatch.setattr(children, "KILL_WAIT", 0.2)
+    pid and the capability, after REFUSED_WAIT and not the grace; the child keeps running."""
+    monkeypatch.setattr(children, "REFUSED_WAIT", 0.2)
+    monkeypatch.setattr(children, "KILL_WAIT", 3600.0)
     real_killpg = os.killpg
 
     def refused(pgid: int, sig: int) -> None:
