@@ -3,15 +3,22 @@
 Each child leads its own process group (``start_new_session``), so stopping it reaches whatever it
 started too (Triton's Python-backend stubs, an operator's helpers). Each is recorded in the store
 before clarad awaits anything else, so after a crash the next start can find and stop leftovers.
-Stopping is TERM to the group, a grace period, KILL to the group, reap.
+Stopping is TERM to the group, a grace period, KILL to the group, reap, and never waits longer: a
+child the kernel will not let clarad signal (EPERM) is reported and left running, still recorded.
+
+Every child starts through util-linux's ``setpriv``, which drops what clarad holds before the
+child's own program runs (see ``setpriv_argv``); it execs, so the recorded pid is the child's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import logging
 import os
 import pwd
+import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,9 +28,21 @@ from typing import IO, Any, Optional, Union
 
 import psutil
 
+from clarad.errors import ClaradError
+
 log = logging.getLogger(__name__)
 
 Recorder = Callable[[int, float, str, str], None]
+
+# How long a stop waits for the child to be reaped before it gives the child up as left running:
+KILL_WAIT = 10.0  # after SIGKILL (tearing down a process that held a GPU can take seconds)
+REFUSED_WAIT = 1.0  # after a refused one: only a child exiting by itself meanwhile can still end
+NO_CAP_KILL = ("the kernel refused the signal (EPERM): clarad lacks CAP_KILL, which signalling operator_user's "
+               "processes needs")
+
+
+class StopFailed(ClaradError):
+    """A child clarad could not stop: it is left running and stays recorded in the store."""
 
 
 @dataclass
@@ -35,6 +54,39 @@ class Child:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+
+@functools.cache
+def setpriv() -> str:
+    """setpriv's path, looked up once it is found. Without it clarad refuses to start children
+    rather than hand them its capabilities."""
+    found = shutil.which("setpriv")
+    if found is None:
+        raise ClaradError(
+            "setpriv (util-linux) not found on PATH: clarad starts every child through it to drop its "
+            "capabilities, and starts none without it; install util-linux"
+        )
+    return found
+
+
+def setpriv_argv(setpriv: str, argv: Sequence[str], identity: Optional[tuple[int, int]] = None) -> list[str]:
+    """``argv`` run through setpriv, with empty inheritable and ambient capability sets: for a child
+    that is not root, those two are all that could carry clarad's CAP_SETUID, CAP_CHOWN... across
+    exec (ambient ones even into its effective set). With ``identity`` (uid, gid), as that user in
+    that group alone: no supplementary groups (clarad's group opens its state)."""
+    prefix = [setpriv, "--inh-caps=-all", "--ambient-caps=-all"]
+    if identity is not None:
+        uid, gid = identity
+        prefix += [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    return [*prefix, "--", *argv]
+
+
+def _check_runnable(program: str, env: Mapping[str, str], cwd: Optional[Path]) -> None:
+    """Raise what exec would for a program that is not there: through setpriv, that would only be
+    an exit status 127 and a line in the child's log."""
+    target = os.path.join(cwd, program) if cwd is not None and "/" in program else program
+    if shutil.which(target, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 async def spawn(
@@ -49,19 +101,24 @@ async def spawn(
     stderr: Union[IO[Any], int, None] = None,
     user: Optional[str] = None,
 ) -> Child:
-    """Start ``argv`` in a new session; raises OSError when it cannot be executed."""
-    identity: dict[str, Any] = {}
-    if user is not None:  # that user's own group only, not clarad's (which opens its state)
-        identity = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+    """Start ``argv`` in a new session, as ``user`` (in its own group only) when given; raises
+    OSError when it cannot be executed, ClaradError without setpriv or an unknown user."""
+    identity = None
+    if user is not None:
+        try:
+            account = pwd.getpwnam(user)
+        except KeyError:
+            raise ClaradError(f"operator_user {user}: no such user") from None
+        identity = (account.pw_uid, account.pw_gid)
+    _check_runnable(argv[0], env, cwd)
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *setpriv_argv(setpriv(), argv, identity),
         env=dict(env),
         cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
-        **identity,
     )
     try:
         created = psutil.Process(proc.pid).create_time()
@@ -71,24 +128,41 @@ async def spawn(
     return Child(proc, kind, label)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the kernel refuses (EPERM)."""
     try:
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    except ProcessLookupError:
+        pass  # gone already
+    except PermissionError:
+        return False
+    return True
 
 
 async def stop(child: Child, grace: float) -> int:
-    """TERM the child's group, KILL it after ``grace`` seconds, reap; return the exit status."""
+    """TERM the child's group, KILL it after ``grace`` seconds, reap; return the exit status.
+
+    Raises StopFailed (and logs it) when the child is still there KILL_WAIT seconds after the KILL,
+    or REFUSED_WAIT seconds after the kernel refused the signals (it runs as operator_user and
+    clarad lacks CAP_KILL). Never waits longer: cancel, timeout and shutdown must finish."""
+    refused = False
     if child.proc.returncode is None:
-        _signal_group(child.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(child.proc.wait(), grace)
-        except asyncio.TimeoutError:
-            if grace > 0:
-                log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
-    _signal_group(child.pid, signal.SIGKILL)  # whatever is left of the group, leader or not
-    return await child.proc.wait()
+        refused = not _signal_group(child.pid, signal.SIGTERM)
+        if not refused:  # a refused TERM leaves nothing to wait the grace for
+            try:
+                await asyncio.wait_for(child.proc.wait(), grace)
+            except asyncio.TimeoutError:
+                if grace > 0:
+                    log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
+    refused = not _signal_group(child.pid, signal.SIGKILL) or refused  # whatever is left of the group
+    try:
+        return await asyncio.wait_for(child.proc.wait(), REFUSED_WAIT if refused else KILL_WAIT)
+    except asyncio.TimeoutError:
+        why = NO_CAP_KILL if refused else f"still running {KILL_WAIT:g} s after SIGKILL"
+        error = StopFailed(f"{child.kind} {child.label} (pid {child.pid}) could not be stopped and was left running: "
+                           f"{why}")
+        log.error("%s", error)
+        raise error from None
 
 
 async def wait_through_cancel(task: "asyncio.Future[Any]") -> None:
@@ -102,7 +176,7 @@ async def wait_through_cancel(task: "asyncio.Future[Any]") -> None:
 
 
 async def stop_surely(child: Child, grace: float) -> int:
-    """``stop``, not interruptible by a further cancellation of the caller."""
+    """``stop``, not interruptible by a further cancellation of the caller (StopFailed passes)."""
     task = asyncio.ensure_future(stop(child, grace))
     await wait_through_cancel(task)
     return task.result()
@@ -126,7 +200,18 @@ def resident_mb(pid: int) -> int:
 
 def stop_group_remains(child: Child) -> None:
     """After the leader exited: KILL anything it left running in its group."""
-    _signal_group(child.pid, signal.SIGKILL)
+    if not _signal_group(child.pid, signal.SIGKILL):
+        log.error("what %s %s (pid %d) left in its process group keeps running: %s", child.kind, child.label,
+                  child.pid, NO_CAP_KILL)
+
+
+def left_running(recorded: list[dict[str, Any]], job_id: str) -> str:
+    """For a job's reason: its operators still recorded once it ended, i.e. those ``stop`` gave up on."""
+    stuck = [f'"{row["label"].partition("/")[2]}" (pid {row["pid"]})' for row in recorded
+             if row["kind"] == "operator" and row["label"].startswith(f"{job_id}/")]
+    if not stuck:
+        return ""
+    return f"; operator {', '.join(stuck)} could not be stopped and was left running (see clarad's log)"
 
 
 def describe_exit(returncode: int) -> str:
@@ -153,7 +238,10 @@ def stop_leftovers(recorded: list[dict[str, Any]], grace: float = 5.0) -> list[s
                 continue  # the pid was reused by an unrelated process
         except psutil.Error:
             continue
-        _signal_group(row["pid"], signal.SIGTERM)
+        if not _signal_group(row["pid"], signal.SIGTERM):
+            log.error("%s %s (pid %d), left running by a previous clarad, keeps running: %s",
+                      row["kind"], row["label"], row["pid"], NO_CAP_KILL)
+            continue
         psutil.wait_procs([proc], timeout=grace)
         _signal_group(row["pid"], signal.SIGKILL)
         stopped.append(f"{row['kind']} {row['label']} (pid {row['pid']})")

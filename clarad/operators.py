@@ -15,6 +15,7 @@ Each declared input and output is also given as ``CLARAD_INPUT_<i>`` / ``CLARAD_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import re
@@ -132,12 +133,24 @@ def prepare_workspace(workspace: Workspace, pipeline: Pipeline, user: Optional[s
     try:
         account = pwd.getpwnam(user)
         for top in (workspace.payload, workspace.root / "operators", workspace.publish):
-            for path in [top, *top.rglob("*")]:
-                os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+            _chown_tree(top, account.pw_uid, account.pw_gid)
         for folder in (workspace.root, workspace.root.parent):
             folder.chmod(folder.stat().st_mode | stat.S_IXOTH)  # pass through, not list
     except (KeyError, OSError) as exc:
         raise ClaradError(f"cannot hand the job's directories to operator_user {user}: {exc}") from None
+
+
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    """Hand ``top`` and everything under it to uid:gid, deepest first: once a directory is the
+    operator user's (mode 0750 under the unit's UMask), clarad's own user cannot enter it any more."""
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    for folder, dirs, files in os.walk(top, topdown=False, onerror=fail):
+        for name in [*files, *dirs]:
+            os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+    os.chown(top, uid, gid, follow_symlinks=False)
 
 
 @dataclass(frozen=True)
@@ -171,13 +184,20 @@ async def run_operator(
             )
         except OSError as exc:
             return Outcome(False, f"cannot start {argv[0]!r}: {exc.strerror or exc}", None)
+        except ClaradError as exc:  # no setpriv, no such operator_user
+            return Outcome(False, f"cannot start {argv[0]!r}: {exc}", None)
         try:
             over = await _wait_within_memory(child, memory_mb)
             code = await children.stop(child, grace) if over else child.proc.returncode
         except asyncio.CancelledError:
-            await children.stop_surely(child, grace)
-            forget(child.pid)
+            # One that cannot be stopped (StopFailed, logged) stays recorded, not forgotten: the record
+            # names it in the job's reason, and the next start of clarad tries to stop it again.
+            with contextlib.suppress(children.StopFailed):
+                await children.stop_surely(child, grace)
+                forget(child.pid)
             raise
+        except children.StopFailed as exc:  # over requests.memory; left recorded, as above
+            return Outcome(False, f"used more memory than requests.memory ({memory_mb} MB); {exc}", None)
         children.stop_group_remains(child)
         forget(child.pid)
     assert code is not None

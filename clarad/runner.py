@@ -104,6 +104,7 @@ class JobRunner:
             log.exception("job %s failed unexpectedly", job.id)
             reason = f"internal error: {exc}"
         finally:
+            reason += children.left_running(self.store.children(), job.id)
             try:
                 self.finish(job.id, status, reason)
             except Exception:

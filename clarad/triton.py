@@ -279,7 +279,11 @@ class TritonServer:
 
     async def stop(self, grace: float) -> str:
         """TERM, ``grace``, KILL, reap (not interruptible); close the client; forget the record."""
-        code = await children.stop_surely(self.child, grace)
+        try:
+            code = await children.stop_surely(self.child, grace)
+        except children.StopFailed as exc:  # logged; it stays recorded, so the next start tries again
+            self.client.close()
+            return str(exc)
         self.client.close()
         self.forget(self.child.pid)
         return children.describe_exit(code)

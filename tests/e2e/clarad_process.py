@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,22 +31,28 @@ def free_port() -> int:
 
 
 class Clarad:
-    def __init__(self, state: Path, **settings: str) -> None:
+    def __init__(self, state: Path, *, prefix: Sequence[str] = (), python: str = sys.executable,
+                 umask: int = -1, **settings: str) -> None:
+        """``prefix`` goes before the command (e.g. setpriv, to run clarad with other privileges);
+        ``python`` runs it; ``umask`` is its umask (-1: the test's)."""
         self.state = state
+        self.prefix = list(prefix)
+        self.python = python
+        self.umask = umask
         self.metrics_port = free_port()
         self.env = {**os.environ, "CLARAD_SETTLE_SECONDS": "0.3", "CLARAD_USE_GPUS": "false", **settings}
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.log = state.parent / f"{state.name}-clarad.log"
-        self.command = [sys.executable, "-m", "clarad"]  # what is started with `run --state-dir ...`
+        self.command = [python, "-m", "clarad"]  # what is started with `run --state-dir ...`
 
     def start(self) -> "Clarad":
         STARTED.append(self)
         self.state.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [*self.command, "run", "--state-dir", str(self.state),
+                [*self.prefix, *self.command, "run", "--state-dir", str(self.state),
                  "--metrics-port", str(self.metrics_port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, umask=self.umask,
             )
         wait_for(self._answers, 30, "clarad's control socket")
         return self

@@ -1,0 +1,117 @@
+"""How children start (through setpriv) and stop (bounded, even when a signal is refused)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from clarad import children
+from clarad.errors import ClaradError
+from clarad.operators import _chown_tree
+
+
+def test_every_child_starts_with_empty_inheritable_and_ambient_capabilities() -> None:
+    assert children.setpriv_argv("/usr/bin/setpriv", ["tritonserver", "--x"]) == [
+        "/usr/bin/setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--", "tritonserver", "--x",
+    ]
+
+
+def test_an_operator_user_child_gets_that_user_and_group_and_no_supplementary_groups() -> None:
+    assert children.setpriv_argv("setpriv", ["-op", "$x"], (65534, 65533)) == [
+        "setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--reuid=65534", "--regid=65533", "--clear-groups",
+        "--", "-op", "$x",  # after "--": never read as setpriv's options
+    ]
+
+
+def test_without_setpriv_no_child_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    children.setpriv.cache_clear()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    try:
+        with pytest.raises(ClaradError, match=r"^setpriv \(util-linux\) not found on PATH: .* starts none without it"):
+            asyncio.run(children.spawn([sys.executable, "-c", "pass"], kind="operator", label="j/op",
+                                       record=lambda *a: None, env={"PATH": os.defpath}))
+    finally:
+        children.setpriv.cache_clear()
+
+
+def test_a_missing_program_fails_to_start_as_exec_would(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(children.spawn(["no-such-program"], kind="operator", label="j/op", record=lambda *a: None,
+                                   env={"PATH": str(tmp_path)}))
+    with pytest.raises(FileNotFoundError):  # relative to the child's working directory
+        asyncio.run(children.spawn(["./run.sh"], kind="operator", label="j/op", record=lambda *a: None,
+                                   env={"PATH": os.defpath}, cwd=tmp_path))
+
+
+def test_stop_gives_up_on_a_child_it_may_not_signal_within_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EPERM (an operator_user child, clarad without CAP_KILL): a StopFailed naming the child, the
+    pid and the capability, after REFUSED_WAIT and not the grace; the child keeps running."""
+    monkeypatch.setattr(children, "REFUSED_WAIT", 0.2)
+    monkeypatch.setattr(children, "KILL_WAIT", 3600.0)
+    real_killpg = os.killpg
+
+    def refused(pgid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    async def scenario() -> tuple[children.Child, BaseException]:
+        recorded: list[Any] = []
+        child = await children.spawn([sys.executable, "-c", "import time; time.sleep(60)"], kind="operator",
+                                     label="j1/sleeps", record=lambda *a: recorded.append(a), env=dict(os.environ))
+        assert recorded and recorded[0][0] == child.pid
+        monkeypatch.setattr(os, "killpg", refused)
+        try:
+            with pytest.raises(children.StopFailed) as caught:
+                await asyncio.wait_for(children.stop(child, grace=3600), 30)
+            assert psutil.Process(child.pid).is_running()
+        finally:
+            monkeypatch.setattr(os, "killpg", real_killpg)
+            real_killpg(child.pid, signal.SIGKILL)
+            await child.proc.wait()
+        return child, caught.value
+
+    child, error = asyncio.run(scenario())
+    assert str(error) == (f"operator j1/sleeps (pid {child.pid}) could not be stopped and was left running: "
+                          f"{children.NO_CAP_KILL}")
+    assert "CAP_KILL" in str(error)
+
+
+def test_stop_terminates_and_reaps() -> None:
+    async def scenario() -> int:
+        child = await children.spawn([sys.executable, "-c", "import time; time.sleep(60)"], kind="operator",
+                                     label="j1/sleeps", record=lambda *a: None, env=dict(os.environ))
+        return await children.stop(child, grace=30)
+
+    assert asyncio.run(scenario()) == -signal.SIGTERM
+
+
+def test_left_running_names_the_jobs_operators_still_recorded() -> None:
+    recorded = [
+        {"pid": 11, "kind": "operator", "label": "job1/sleeps"},
+        {"pid": 12, "kind": "operator", "label": "job10/other"},
+        {"pid": 13, "kind": "triton", "label": "triton-0"},
+    ]
+    assert children.left_running(recorded, "job1") == (
+        '; operator "sleeps" (pid 11) could not be stopped and was left running (see clarad\'s log)'
+    )
+    assert children.left_running(recorded, "job2") == ""
+
+
+def test_the_workspace_is_handed_over_deepest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory given away (0750 under the unit's UMask) can no longer be entered by clarad's user."""
+    (tmp_path / "input" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "input" / "a" / "b" / "f").write_text("x")
+    (tmp_path / "input" / "g").write_text("x")
+    (tmp_path / "input" / "link").symlink_to("/etc")
+    order: list[str] = []
+    monkeypatch.setattr(os, "chown", lambda path, uid, gid, follow_symlinks=True: order.append(str(path)))
+    _chown_tree(tmp_path / "input", 1, 1)
+    assert sorted(order) == sorted(str(p) for p in [tmp_path / "input", *(tmp_path / "input").rglob("*")])
+    for i, path in enumerate(order):
+        assert not any(earlier in Path(path).parents for earlier in map(Path, order[:i])), order
