@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from clarad import archives
-from clarad.repository import ModelRepository
-from clarad.repository import files as repository  # the module whose functions the timer wraps
 from clarad.ingest import Ingest
 from clarad.layout import Layout
 from clarad.metrics import Metrics
+from clarad.repository import ModelRepository
+from clarad.repository import files as repository  # the module whose functions the timer wraps
 from clarad.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

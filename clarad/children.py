@@ -21,10 +21,10 @@ import pwd
 import shutil
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Optional, Protocol, Union
 
 import psutil
 
@@ -32,7 +32,40 @@ from clarad.errors import ClaradError
 
 log = logging.getLogger(__name__)
 
-Recorder = Callable[[int, float, str, str], None]
+class ChildStore(Protocol):
+    """Where records of children live (store.Store): they must survive a crash of clarad."""
+
+    def record_child(self, pid: int, create_time: float, kind: str, label: str) -> None: ...
+
+    def forget_child(self, pid: int) -> None: ...
+
+    def children(self) -> list[dict[str, Any]]: ...
+
+    def forget_children(self) -> None: ...
+
+
+class ChildRegistry:
+    """Every child clarad started and has not yet reaped. A child is recorded right after it is
+    started, before clarad awaits anything else, and forgotten once reaped; one that cannot be
+    stopped stays recorded, so it is named in its job's reason and stopped at the next start."""
+
+    def __init__(self, store: ChildStore) -> None:
+        self.store = store
+
+    def record(self, pid: int, create_time: float, kind: str, label: str) -> None:
+        self.store.record_child(pid, create_time, kind, label)
+
+    def forget(self, pid: int) -> None:
+        self.store.forget_child(pid)
+
+    def stop_leftovers(self) -> None:
+        """At start-up: stop whatever a previous clarad left running, then start a clean record."""
+        for description in stop_leftovers(self.store.children()):
+            log.warning("stopped %s, left running by a previous clarad", description)
+        self.store.forget_children()
+
+    def left_running(self, job_id: str) -> str:
+        return left_running(self.store.children(), job_id)
 
 # How long a stop waits for the child to be reaped before it gives the child up as left running:
 KILL_WAIT = 10.0  # after SIGKILL (tearing down a process that held a GPU can take seconds)
@@ -94,7 +127,7 @@ async def spawn(
     *,
     kind: str,
     label: str,
-    record: Recorder,
+    registry: ChildRegistry,
     env: Mapping[str, str],
     cwd: Optional[Path] = None,
     stdout: Optional[IO[Any]] = None,
@@ -124,7 +157,7 @@ async def spawn(
         created = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         created = time.time()
-    record(proc.pid, created, kind, label)
+    registry.record(proc.pid, created, kind, label)
     return Child(proc, kind, label)
 
 

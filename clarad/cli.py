@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from clarad import __version__, control
-from clarad.control import Command
 from clarad.config import Settings, load_settings
+from clarad.control import Command
 from clarad.errors import ClaradError
 
 

@@ -73,8 +73,7 @@ class Daemon:
         try:
             binary = find_binary(s.triton_binary)
             spec = prepare_launch(binary, layout.triton, s.triton_backend_dir)
-            self.launcher = Launcher(spec, layout.models, layout.triton / "logs", store.record_child,
-                                     store.forget_child, os.environ)
+            self.launcher = Launcher(spec, layout.models, layout.triton / "logs", self.children, os.environ)
             log.info("tritonserver: %s (backends %s)", binary, spec.backend_dir)
         except TritonError as exc:
             self.launch_error = str(exc)
@@ -83,7 +82,7 @@ class Daemon:
         self.ingest = Ingest(layout, store, self.metrics, self.models, limits, len(self.gpus))
         self.pool = Pool(slots(self.gpus, s.instances_per_gpu, s.cpu_instances),
                          on_lost=lambda instance, how: self.scheduler.on_lost(instance, how))
-        runner = JobRunner(s, layout, store, self.metrics, self.pool, self.launcher,
+        runner = JobRunner(s, layout, store, self.metrics, self.pool, self.launcher, self.children,
                            on_done=lambda running: self.scheduler.on_done(running))
         self.scheduler = Scheduler(s, store, layout, self.metrics, self.pool, runner, self.gpus, self.launch_error,
                                    self.wake)
@@ -95,9 +94,8 @@ class Daemon:
         self.lock = _exclusive_lock(self.layout.root / "clarad.lock")  # before touching anything
         self.layout.empty_staging()
         self.store = Store(self.layout.database)
-        for description in children.stop_leftovers(self.store.children()):
-            log.warning("stopped %s, left running by a previous clarad", description)
-        self.store.forget_children()
+        self.children = children.ChildRegistry(self.store)
+        self.children.stop_leftovers()
         self.gpus = self.gpu_source.discover()
         self.metrics.watch_gpus(self.gpu_source)
         self.models = ModelRepository(self.layout, self.store, self.settings.model_revisions_kept)

@@ -20,7 +20,7 @@ import os
 import pwd
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -161,25 +161,24 @@ class Outcome:
 
 
 async def run_operator(
+    op: Operator,
     argv: list[str],
     env: Mapping[str, str],
     workspace: Workspace,
-    op_name: str,
     label: str,
-    record: children.Recorder,
-    forget: Callable[[int], None],
+    registry: children.ChildRegistry,
     grace: float,
     user: Optional[str] = None,
-    memory_mb: Optional[int] = None,
 ) -> Outcome:
     """Run one operator to its end. If the caller cancels (job timeout, cancel, shutdown), the
     operator's process group is stopped and reaped before the cancellation goes on. With
-    ``memory_mb`` (Clara's ``requests.memory``), an operator whose processes together use more
-    resident memory is stopped."""
-    with open(workspace.log_file(op_name), "ab", buffering=0) as log_file:
+    Clara's ``requests.memory`` (MB), an operator whose processes together use more resident memory
+    is stopped."""
+    memory_mb = op.requests.memory
+    with open(workspace.log_file(op.name), "ab", buffering=0) as log_file:
         try:
             child = await children.spawn(
-                argv, kind="operator", label=label, record=record, env=env, cwd=workspace.root,
+                argv, kind="operator", label=label, registry=registry, env=env, cwd=workspace.root,
                 stdout=log_file, stderr=asyncio.subprocess.STDOUT, user=user,
             )
         except OSError as exc:
@@ -194,12 +193,12 @@ async def run_operator(
             # names it in the job's reason, and the next start of clarad tries to stop it again.
             with contextlib.suppress(children.StopFailed):
                 await children.stop_surely(child, grace)
-                forget(child.pid)
+                registry.forget(child.pid)
             raise
         except children.StopFailed as exc:  # over requests.memory; left recorded, as above
             return Outcome(False, f"used more memory than requests.memory ({memory_mb} MB); {exc}", None)
         children.stop_group_remains(child)
-        forget(child.pid)
+        registry.forget(child.pid)
     assert code is not None
     if over:
         return Outcome(False, f"used {over} MB of memory, more than requests.memory ({memory_mb} MB): stopped", code)

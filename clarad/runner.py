@@ -62,13 +62,15 @@ class RunningJob:
 
 class JobRunner:
     def __init__(self, settings: Settings, layout: Layout, store: Store, metrics: Metrics, pool: Pool,
-                 launcher: Optional[Launcher], on_done: Callable[[RunningJob], None]) -> None:
+                 launcher: Optional[Launcher], registry: children.ChildRegistry,
+                 on_done: Callable[[RunningJob], None]) -> None:
         self.settings = settings
         self.layout = layout
         self.store = store
         self.metrics = metrics
         self.pool = pool
         self.launcher = launcher
+        self.children = registry
         self.on_done = on_done  # the job has ended and its instance is back: its GPUs are free
 
     def start(self, job: QueuedJob, decision: Decision, instance: Optional[Instance], gpus: list[str],
@@ -104,7 +106,7 @@ class JobRunner:
             log.exception("job %s failed unexpectedly", job.id)
             reason = f"internal error: {exc}"
         finally:
-            reason += children.left_running(self.store.children(), job.id)
+            reason += self.children.left_running(job.id)
             try:
                 self.finish(job.id, status, reason)
             except Exception:
@@ -140,11 +142,8 @@ class JobRunner:
 
         async def run_one(op: Operator, gpus: list[str]) -> Outcome:
             env = operator_env(os.environ, op, job.id, job.name, workspace, endpoints, ",".join(gpus))
-            return await run_operator(
-                expand(op.argv, env), env, workspace, op.name, f"{job.id}/{op.name}", self.store.record_child,
-                self.store.forget_child, self.settings.operator_stop_grace_seconds, self.settings.operator_user,
-                op.requests.memory,
-            )
+            return await run_operator(op, expand(op.argv, env), env, workspace, f"{job.id}/{op.name}", self.children,
+                                      self.settings.operator_stop_grace_seconds, self.settings.operator_user)
 
         return await run_operators(job, self.store, running.gpus, run_one)
 

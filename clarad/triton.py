@@ -19,7 +19,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -154,8 +154,7 @@ class Launcher:
     spec: LaunchSpec
     repository: Path
     log_dir: Path
-    record: children.Recorder
-    forget: Callable[[int], None]
+    registry: children.ChildRegistry
     base_env: Mapping[str, str]
 
     async def start(self, instance_id: str, slot: Slot, timeout: float) -> "TritonServer":
@@ -167,11 +166,11 @@ class Launcher:
             ports = free_ports()
             with open(log_path, "wb") as log_file:
                 child = await children.spawn(
-                    argv(self.spec, self.repository, ports), kind="triton", label=instance_id, record=self.record,
+                    argv(self.spec, self.repository, ports), kind="triton", label=instance_id, registry=self.registry,
                     env=environment(self.spec, self.base_env, slot.cuda_visible_devices),
                     stdout=log_file, stderr=asyncio.subprocess.STDOUT,
                 )
-            server = TritonServer(instance_id, slot.id, ports, child, log_path, self.forget)
+            server = TritonServer(instance_id, slot.id, ports, child, log_path, self.registry)
             try:
                 await server._wait_ready(timeout)
                 return server
@@ -195,7 +194,7 @@ class TritonServer:
     ports: Ports
     child: children.Child
     log_path: Path
-    forget: Callable[[int], None]  # drops the child's record once it is reaped
+    registry: children.ChildRegistry
     client: grpcclient.InferenceServerClient = field(init=False)
 
     def __post_init__(self) -> None:
@@ -285,7 +284,7 @@ class TritonServer:
             self.client.close()
             return str(exc)
         self.client.close()
-        self.forget(self.child.pid)
+        self.registry.forget(self.child.pid)
         return children.describe_exit(code)
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -15,6 +14,12 @@ import pytest
 from clarad import children
 from clarad.errors import ClaradError
 from clarad.operators import _chown_tree
+from clarad.store import Store
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> children.ChildRegistry:
+    return children.ChildRegistry(Store(tmp_path / "clarad.db"))
 
 
 def test_every_child_starts_with_empty_inheritable_and_ambient_capabilities() -> None:
@@ -30,27 +35,29 @@ def test_an_operator_user_child_gets_that_user_and_group_and_no_supplementary_gr
     ]
 
 
-def test_without_setpriv_no_child_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_setpriv_no_child_starts(monkeypatch: pytest.MonkeyPatch, registry: children.ChildRegistry) -> None:
     children.setpriv.cache_clear()
     monkeypatch.setenv("PATH", "/nonexistent")
     try:
         with pytest.raises(ClaradError, match=r"^setpriv \(util-linux\) not found on PATH: .* starts none without it"):
             asyncio.run(children.spawn([sys.executable, "-c", "pass"], kind="operator", label="j/op",
-                                       record=lambda *a: None, env={"PATH": os.defpath}))
+                                       registry=registry, env={"PATH": os.defpath}))
     finally:
         children.setpriv.cache_clear()
 
 
-def test_a_missing_program_fails_to_start_as_exec_would(tmp_path: Path) -> None:
+def test_a_missing_program_fails_to_start_as_exec_would(tmp_path: Path, registry: children.ChildRegistry) -> None:
     with pytest.raises(FileNotFoundError):
-        asyncio.run(children.spawn(["no-such-program"], kind="operator", label="j/op", record=lambda *a: None,
+        asyncio.run(children.spawn(["no-such-program"], kind="operator", label="j/op", registry=registry,
                                    env={"PATH": str(tmp_path)}))
     with pytest.raises(FileNotFoundError):  # relative to the child's working directory
-        asyncio.run(children.spawn(["./run.sh"], kind="operator", label="j/op", record=lambda *a: None,
+        asyncio.run(children.spawn(["./run.sh"], kind="operator", label="j/op", registry=registry,
                                    env={"PATH": os.defpath}, cwd=tmp_path))
 
 
-def test_stop_gives_up_on_a_child_it_may_not_signal_within_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stop_gives_up_on_a_child_it_may_not_signal_within_its_bound(
+    monkeypatch: pytest.MonkeyPatch, registry: children.ChildRegistry
+) -> None:
     """EPERM (an operator_user child, clarad without CAP_KILL): a StopFailed naming the child, the
     pid and the capability, after REFUSED_WAIT and not the grace; the child keeps running."""
     monkeypatch.setattr(children, "REFUSED_WAIT", 0.2)
@@ -61,10 +68,9 @@ def test_stop_gives_up_on_a_child_it_may_not_signal_within_its_bound(monkeypatch
         raise PermissionError(1, "Operation not permitted")
 
     async def scenario() -> tuple[children.Child, BaseException]:
-        recorded: list[Any] = []
         child = await children.spawn([sys.executable, "-c", "import time; time.sleep(60)"], kind="operator",
-                                     label="j1/sleeps", record=lambda *a: recorded.append(a), env=dict(os.environ))
-        assert recorded and recorded[0][0] == child.pid
+                                     label="j1/sleeps", registry=registry, env=dict(os.environ))
+        assert [row["pid"] for row in registry.store.children()] == [child.pid]
         monkeypatch.setattr(os, "killpg", refused)
         try:
             with pytest.raises(children.StopFailed) as caught:
@@ -82,10 +88,10 @@ def test_stop_gives_up_on_a_child_it_may_not_signal_within_its_bound(monkeypatch
     assert "CAP_KILL" in str(error)
 
 
-def test_stop_terminates_and_reaps() -> None:
+def test_stop_terminates_and_reaps(registry: children.ChildRegistry) -> None:
     async def scenario() -> int:
         child = await children.spawn([sys.executable, "-c", "import time; time.sleep(60)"], kind="operator",
-                                     label="j1/sleeps", record=lambda *a: None, env=dict(os.environ))
+                                     label="j1/sleeps", registry=registry, env=dict(os.environ))
         return await children.stop(child, grace=30)
 
     assert asyncio.run(scenario()) == -signal.SIGTERM
