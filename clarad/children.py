@@ -217,6 +217,11 @@ async def stop_surely(child: Child, grace: float) -> int:
 
 def resident_mb(pid: int) -> int:
     """Resident memory of a process and all its descendants, in MB (0 once it is gone)."""
+    return resident_bytes(pid) // (1024 * 1024)
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes (0 once it is gone)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -228,7 +233,7 @@ def resident_mb(pid: int) -> int:
             total += proc.memory_info().rss
         except psutil.Error:
             continue
-    return total // (1024 * 1024)
+    return total
 
 
 def stop_group_remains(child: Child) -> None:

@@ -78,6 +78,11 @@ def format_model(model: dict[str, Any]) -> str:
     rows = [[r["digest"][:12], _size(r["size"]), _when(r["added_at"]), _when(r["replaced_at"]), r["source"]]
             for r in model["revisions"]]
     lines.append(_indent(_table(rows, ["REVISION", "SIZE", "ADDED", "REPLACED", "FROM"])))
+    lines.append("measured loads (latest):")
+    rows = [[c["digest"][:12] + ("" if c["digest"] == model["digest"] else " (kept)"), c["device"], str(c["loads"]),
+             f"{c['load_seconds']:.2f} s", _size(c["memory_bytes"]), _when(c["measured_at"])]
+            for c in model.get("costs", [])]
+    lines.append(_indent(_table(rows, ["REVISION", "DEVICE", "LOADS", "TIME", "MEMORY", "MEASURED"])))
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from typing import IO, Callable, Optional
 from clarad import __version__, archives, children, control, inbox, recovery
 from clarad.config import Settings
 from clarad.control.handlers import Handlers
+from clarad.costs import CostBook
 from clarad.errors import ClaradError, TritonError
 from clarad.gpus import Gpus, NvmlGpus, StaticGpus, slots
 from clarad.ingest import Ingest
@@ -73,7 +74,8 @@ class Daemon:
         try:
             binary = find_binary(s.triton_binary)
             spec = prepare_launch(binary, layout.triton, s.triton_backend_dir)
-            self.launcher = Launcher(spec, layout.models, layout.triton / "logs", self.children, os.environ)
+            self.launcher = Launcher(spec, layout.models, layout.triton / "logs", self.children, os.environ,
+                                     self.gpu_source)
             log.info("tritonserver: %s (backends %s)", binary, spec.backend_dir)
         except TritonError as exc:
             self.launch_error = str(exc)
@@ -82,10 +84,11 @@ class Daemon:
         self.ingest = Ingest(layout, store, self.metrics, self.models, limits, len(self.gpus))
         self.pool = Pool(slots(self.gpus, s.instances_per_gpu, s.cpu_instances),
                          on_lost=lambda instance, how: self.scheduler.on_lost(instance, how))
-        runner = JobRunner(s, layout, store, self.metrics, self.pool, self.launcher, self.children,
+        self.costs = CostBook(store)
+        runner = JobRunner(s, layout, store, self.metrics, self.pool, self.launcher, self.children, self.costs,
                            on_done=lambda running: self.scheduler.on_done(running))
-        self.scheduler = Scheduler(s, store, layout, self.metrics, self.pool, runner, self.gpus, self.launch_error,
-                                   self.wake)
+        self.scheduler = Scheduler(s, store, layout, self.metrics, self.pool, runner, self.costs, self.gpus,
+                                   self.launch_error, self.wake)
         self.intake = Intake(layout.inbox, self.ingest, s.settle_seconds, self.scheduler.enqueue, self.wake)
 
     async def run(self) -> int:

@@ -109,6 +109,11 @@ class Slot:
     id: str
     cuda_visible_devices: str  # "" hides every GPU (a CPU instance)
 
+    @property
+    def device(self) -> str:
+        """The device kind its instance loads models onto: "gpu" or "cpu"."""
+        return "gpu" if self.cuda_visible_devices else "cpu"
+
 
 def slots(gpus: list[Gpu], per_gpu: int, cpu_instances: int) -> list[Slot]:
     """Instance slots: ``per_gpu`` on each GPU, or ``cpu_instances`` CPU slots when there is none."""

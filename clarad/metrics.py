@@ -15,6 +15,7 @@ from typing import Any, Optional
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
+from clarad.costs import Cost
 from clarad.errors import ClaradError
 from clarad.gpus import Gpus
 
@@ -30,6 +31,7 @@ class Snapshot:
     pipelines: int = 0
     jobs: Mapping[str, int] = field(default_factory=dict)  # PENDING, RUNNING
     instances: Mapping[str, int] = field(default_factory=dict)  # by instance state
+    costs: Mapping[tuple[str, str], Cost] = field(default_factory=dict)  # (model, device) -> live revision's
 
 
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -111,6 +113,16 @@ class StateCollector:
         for state in INSTANCE_STATES:
             instances.add_metric([state], now.instances.get(state, 0))
         yield instances
+        seconds = GaugeMetricFamily("clarad_model_cost_seconds", "Measured load time of each model's live revision.",
+                                    labels=["model", "device"])
+        memory = GaugeMetricFamily("clarad_model_cost_memory_bytes",
+                                   "Measured device memory each model's live revision takes once loaded.",
+                                   labels=["model", "device"])
+        for (model, device), cost in sorted(now.costs.items()):
+            seconds.add_metric([model, device], cost.seconds)
+            memory.add_metric([model, device], cost.memory)
+        yield seconds
+        yield memory
 
 
 class GpuMemoryCollector:

@@ -54,6 +54,10 @@ class Server(Protocol):
 
     async def ready_models(self) -> set[str]: ...
 
+    async def memory_used(self) -> int:
+        """Bytes in use on the device the instance loads models onto."""
+        ...
+
     async def wait_exit(self) -> str:
         """Wait until the process exits; one sentence on how it ended."""
         ...

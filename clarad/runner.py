@@ -22,6 +22,7 @@ from typing import Optional
 
 from clarad import children, repository
 from clarad.config import Settings
+from clarad.costs import CostBook
 from clarad.dag import run_operators
 from clarad.errors import ClaradError, TritonError
 from clarad.jobs import JobStatus, QueuedJob
@@ -62,7 +63,7 @@ class RunningJob:
 
 class JobRunner:
     def __init__(self, settings: Settings, layout: Layout, store: Store, metrics: Metrics, pool: Pool,
-                 launcher: Optional[Launcher], registry: children.ChildRegistry,
+                 launcher: Optional[Launcher], registry: children.ChildRegistry, costs: CostBook,
                  on_done: Callable[[RunningJob], None]) -> None:
         self.settings = settings
         self.layout = layout
@@ -71,6 +72,7 @@ class JobRunner:
         self.pool = pool
         self.launcher = launcher
         self.children = registry
+        self.costs = costs
         self.on_done = on_done  # the job has ended and its instance is back: its GPUs are free
 
     def start(self, job: QueuedJob, decision: Decision, instance: Optional[Instance], gpus: list[str],
@@ -177,6 +179,7 @@ class JobRunner:
     async def _load(self, instance: Instance, name: str) -> None:
         """Load the repository's current revision of ``name`` and confirm Triton serves that one."""
         assert instance.server is not None
+        before = await instance.server.memory_used()
         began = time.monotonic()
         instance.loaded.pop(name, None)
         for _attempt in range(3):
@@ -195,8 +198,11 @@ class JobRunner:
             raise TritonError(f"instance {instance.id} serves model {name} at revision {(served or 'unknown')[:12]} "
                               f"after loading revision {digest[:12]}")
         took = time.monotonic() - began
+        memory = await instance.server.memory_used() - before
+        self.costs.record(name, digest, instance.slot.device, took, memory, time.time())
         instance.loaded[name] = digest
         instance.loads[name] = instance.loads.get(name, 0) + 1
         self.metrics.model_loads.labels(name).inc()
         self.metrics.model_load_seconds.observe(took)
-        log.info("instance %s: loaded %s (revision %s) in %.2f s", instance.id, name, digest[:12], took)
+        log.info("instance %s: loaded %s (revision %s) in %.2f s, %+.1f MiB on %s", instance.id, name, digest[:12],
+                 took, memory / 2**20, instance.slot.device)

@@ -22,6 +22,7 @@ from typing import Optional
 
 from clarad import placement
 from clarad.config import Settings
+from clarad.costs import CostBook
 from clarad.errors import ClaradError, TritonError
 from clarad.gpus import Gpu
 from clarad.jobs import JobState, JobStatus, Priority, QueuedJob, queue_order
@@ -40,13 +41,15 @@ IDLE_PASS = 1.0  # seconds between passes when nothing is due sooner
 
 class Scheduler:
     def __init__(self, settings: Settings, store: Store, layout: Layout, metrics: Metrics, pool: Pool,
-                 runner: JobRunner, gpus: list[Gpu], launch_error: Optional[str], wake: Callable[[], None]) -> None:
+                 runner: JobRunner, costs: CostBook, gpus: list[Gpu], launch_error: Optional[str],
+                 wake: Callable[[], None]) -> None:
         self.settings = settings
         self.store = store
         self.layout = layout
         self.metrics = metrics
         self.pool = pool
         self.runner = runner
+        self.costs = costs
         self.gpus = gpus
         self.launch_error = launch_error  # why no instance can be started (no tritonserver), or None
         self.wake = wake  # ask the loop for a pass soon
@@ -124,7 +127,7 @@ class Scheduler:
         self._unload_removed(digests)
         for job in queue_order(self.queue, now, self.settings.priority_aging_seconds):
             self._offer(job, digests, now)
-        self.metrics.publish(self.snapshot())
+        self.metrics.publish(self.snapshot(digests))
         due = [running.deadline - now for running in self.running.values() if running.stop_reason is None]
         return max(0.0, min([IDLE_PASS, *due]))
 
@@ -178,10 +181,12 @@ class Scheduler:
 
     # -- what people see ---------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, digests: dict[str, str]) -> Snapshot:
         models, model_bytes, pipelines = self.store.catalog_counts()
-        return Snapshot(models, model_bytes, pipelines,
-                        {"PENDING": len(self.queue), "RUNNING": len(self.running)}, self.pool.counts())
+        costs = {(name, device): cost for (name, digest, device), cost in self.costs.measured().items()
+                 if digests.get(name) == digest}
+        return Snapshot(models, model_bytes, pipelines, {"PENDING": len(self.queue), "RUNNING": len(self.running)},
+                        self.pool.counts(), costs)
 
     def waiting(self, now: float) -> list[str]:
         return [job.id for job in queue_order(self.queue, now, self.settings.priority_aging_seconds)]

@@ -65,6 +65,11 @@ class ModelledTriton:
             raise TritonError(f"{self.id} did not answer: it exited")
         return set(self.served)
 
+    memory: dict[str, int] = field(default_factory=dict)  # model -> bytes it takes when served
+
+    async def memory_used(self) -> int:
+        return sum(self.memory.get(model, 0) for model in self.served)
+
     def die(self, how: str = "killed by SIGKILL (perhaps out of memory)") -> None:
         """The process exits by itself (a crash, the OOM killer)."""
         if self.exit_reason is None:

@@ -46,6 +46,13 @@ MIGRATIONS: list[str] = [
         size INTEGER NOT NULL, source TEXT NOT NULL, added_at REAL NOT NULL, replaced_at REAL NOT NULL,
         PRIMARY KEY (name, digest));
     """,
+    # 3: what loading each model revision took, per device kind ("cpu" or "gpu")
+    """
+    CREATE TABLE model_costs (
+        name TEXT NOT NULL, digest TEXT NOT NULL, device TEXT NOT NULL, loads INTEGER NOT NULL,
+        load_seconds REAL NOT NULL, memory_bytes INTEGER NOT NULL, measured_at REAL NOT NULL,
+        PRIMARY KEY (name, digest, device));
+    """,
 ]
 
 
@@ -145,6 +152,7 @@ class Store:
         with self._tx() as db:
             db.execute("DELETE FROM models WHERE name = ?", (name,))
             db.execute("DELETE FROM model_revisions WHERE name = ?", (name,))
+            db.execute("DELETE FROM model_costs WHERE name = ?", (name,))
 
     def revisions(self, name: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
@@ -166,6 +174,20 @@ class Store:
         if len(matches) > 1:
             raise ClaradError(f"model id prefix {key} is ambiguous: {', '.join(m['name'] for m in matches)}")
         return matches[0] if matches else None
+
+    def record_load_cost(self, name: str, digest: str, device: str, seconds: float, memory: int, now: float) -> None:
+        """One measured load; the figures kept are the latest (a revision's cost does not drift)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO model_costs VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (name, digest, device) DO UPDATE "
+                "SET loads = loads + 1, load_seconds = excluded.load_seconds, memory_bytes = excluded.memory_bytes, "
+                "measured_at = excluded.measured_at",
+                (name, digest, device, seconds, memory, now),
+            )
+
+    def load_costs(self) -> list[dict[str, Any]]:
+        """Measured costs of the live and kept revisions (a removed model's are deleted with it)."""
+        return [dict(row) for row in self.db.execute("SELECT * FROM model_costs ORDER BY name, device")]
 
     def catalog_counts(self) -> tuple[int, int, int]:
         """Models, their bytes, and pipelines: one query, for the metrics snapshot."""

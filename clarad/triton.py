@@ -19,7 +19,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -29,7 +29,7 @@ from tritonclient.utils import InferenceServerException
 
 from clarad import children
 from clarad.errors import TritonError
-from clarad.gpus import Slot
+from clarad.gpus import Gpus, Slot
 from clarad.repository import REVISION_PARAMETER
 
 OPT_BINARY = Path("/opt/tritonserver/bin/tritonserver")
@@ -156,6 +156,7 @@ class Launcher:
     log_dir: Path
     registry: children.ChildRegistry
     base_env: Mapping[str, str]
+    gpus: Gpus  # GPU memory readings, for the instances of GPU slots
 
     async def start(self, instance_id: str, slot: Slot, timeout: float) -> "TritonServer":
         """Start and wait until ready; raise TritonError with the log's last line when it cannot."""
@@ -170,7 +171,8 @@ class Launcher:
                     env=environment(self.spec, self.base_env, slot.cuda_visible_devices),
                     stdout=log_file, stderr=asyncio.subprocess.STDOUT,
                 )
-            server = TritonServer(instance_id, slot.id, ports, child, log_path, self.registry)
+            server = TritonServer(instance_id, slot.id, ports, child, log_path, self.registry,
+                                  self._memory_probe(slot, child.pid))
             try:
                 await server._wait_ready(timeout)
                 return server
@@ -184,6 +186,13 @@ class Launcher:
                 raise
         raise TritonError(last_error)
 
+    def _memory_probe(self, slot: Slot, pid: int) -> Callable[[], int]:
+        """Memory in use where the instance loads its models: its GPU (every process on it, as NVML
+        sees it), or on the CPU its own process tree."""
+        if slot.device == "cpu":
+            return lambda: children.resident_bytes(pid)
+        return lambda: sum(m.used for m in self.gpus.memory() if m.uuid == slot.cuda_visible_devices)
+
 
 @dataclass
 class TritonServer:
@@ -195,6 +204,7 @@ class TritonServer:
     child: children.Child
     log_path: Path
     registry: children.ChildRegistry
+    memory_probe: Callable[[], int]
     client: grpcclient.InferenceServerClient = field(init=False)
 
     def __post_init__(self) -> None:
@@ -270,6 +280,10 @@ class TritonServer:
         except InferenceServerException as exc:
             raise TritonError(f"{self.id} did not answer: {_first_line(exc.message())}") from None
         return {m.name for m in index.models if m.state == "READY"}
+
+    async def memory_used(self) -> int:
+        """Bytes in use on the instance's device now (see Launcher._memory_probe)."""
+        return await asyncio.to_thread(self.memory_probe)
 
     async def wait_exit(self) -> str:
         """Wait until tritonserver exits by itself; how it ended, with its log's last line."""

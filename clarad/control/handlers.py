@@ -61,6 +61,7 @@ class Handlers:
 
     def models_show(self, args: dict[str, Any]) -> dict[str, Any]:
         model = self.d.models.show(str(args["model"]))
+        model["costs"] = [row for row in self.d.store.load_costs() if row["name"] == model["name"]]
         model["instances"] = [
             {"id": i.id, "state": i.state.value, "current": i.loaded[model["name"]] == model["digest"]}
             for i in self.d.pool.instances.values() if model["name"] in i.loaded

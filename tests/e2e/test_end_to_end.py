@@ -229,3 +229,17 @@ def test_shutdown_leaves_no_triton_process(tmp_path: Path) -> None:
     assert clarad.stop() == 0
     assert clarad.processes() == []
     assert clarad.cli("status").returncode == 1
+
+
+def test_each_load_is_measured_and_shown_with_the_model(clarad: Clarad) -> None:
+    job = run_job(clarad, "affine-demo", "1\n", "measured.txt")
+    assert job["status"] == "HEALTHY", job["reason"]
+    shown = clarad.ask("models.show", model="affine")
+    (cost,) = [c for c in shown["costs"] if c["digest"] == shown["digest"]]
+    assert cost["device"] == "cpu" and cost["loads"] >= 1
+    assert 0 < cost["load_seconds"] < 600
+    assert cost["memory_bytes"] > 1 << 20  # the model's Python-backend stub process, at least
+    assert clarad.metric("clarad_model_cost_seconds", model="affine", device="cpu") == cost["load_seconds"]
+    assert clarad.metric("clarad_model_cost_memory_bytes", model="affine", device="cpu") == cost["memory_bytes"]
+    text = clarad.cli("models", "show", "affine").stdout
+    assert f"{shown['digest'][:12]}  cpu     {cost['loads']}" in text

@@ -1,0 +1,48 @@
+"""What loading a model revision costs: seconds until ready, and device memory taken.
+
+Measured on every load (time, and the instance's memory before and after: NVML on a GPU, the
+tritonserver process tree's resident memory on the CPU), per model revision and device kind, and
+kept in the store. A revision never measured on a device kind gets an estimate from its files'
+size until it is. Owned by the daemon's loop; placement reads plain ``Cost`` values from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clarad.store import Store
+
+# Estimates for a revision not yet measured: a fixed start-up cost plus reading its files, and
+# device memory equal to its files (weights dominate both).
+ESTIMATE_BASE_SECONDS = 1.0
+ESTIMATE_BYTES_PER_SECOND = 500e6
+
+
+@dataclass(frozen=True)
+class Cost:
+    seconds: float
+    memory: int  # bytes
+    measured: bool
+
+
+def estimate(size: int) -> Cost:
+    return Cost(ESTIMATE_BASE_SECONDS + size / ESTIMATE_BYTES_PER_SECOND, size, False)
+
+
+class CostBook:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.known = {(row["name"], row["digest"], row["device"]): Cost(row["load_seconds"], row["memory_bytes"], True)
+                      for row in store.load_costs()}
+
+    def of(self, name: str, digest: str, size: int, device: str) -> Cost:
+        return self.known.get((name, digest, device)) or estimate(size)
+
+    def record(self, name: str, digest: str, device: str, seconds: float, memory: int, now: float) -> Cost:
+        cost = Cost(seconds, max(0, memory), True)  # another load on the same GPU can make a delta negative
+        self.known[(name, digest, device)] = cost
+        self.store.record_load_cost(name, digest, device, seconds, cost.memory, now)
+        return cost
+
+    def measured(self) -> dict[tuple[str, str, str], Cost]:
+        return dict(self.known)
