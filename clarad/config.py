@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     instances_per_gpu: int = Field(1, ge=1, le=64)
     cpu_instances: int = Field(2, ge=1, le=64, description="Triton instances when no GPU is found.")
     max_models_per_instance: int = Field(8, ge=1, le=1024, description="Clara's modelLimits.")
+    memory_margin_bytes: int = Field(512 << 20, ge=0, description="Device memory placement always leaves free.")
+    cpu_memory_bytes: int = Field(0, ge=0, description="Host memory CPU instances may fill; 0: all of it.")
 
     priority_aging_seconds: float = Field(60.0, gt=0, description="Each such wait raises a queued job one priority class.")
     job_timeout_seconds: float = Field(600.0, gt=0, description="Default when a pipeline sets none.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clarad.placement import LoadCost
 from clarad.store import Store
 
 # Estimates for a revision not yet measured: a fixed start-up cost plus reading its files, and
@@ -24,6 +25,10 @@ class Cost:
     memory: int  # bytes
     measured: bool
 
+    @property
+    def load(self) -> LoadCost:
+        return LoadCost(self.seconds, self.memory)
+
 
 def estimate(size: int) -> Cost:
     return Cost(ESTIMATE_BASE_SECONDS + size / ESTIMATE_BYTES_PER_SECOND, size, False)
@@ -32,6 +37,7 @@ def estimate(size: int) -> Cost:
 class CostBook:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.start_seconds = 1.0  # an instance start until one is measured; then the latest
         self.known = {(row["name"], row["digest"], row["device"]): Cost(row["load_seconds"], row["memory_bytes"], True)
                       for row in store.load_costs()}
 

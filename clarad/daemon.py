@@ -88,7 +88,7 @@ class Daemon:
         runner = JobRunner(s, layout, store, self.metrics, self.pool, self.launcher, self.children, self.costs,
                            on_done=lambda running: self.scheduler.on_done(running))
         self.scheduler = Scheduler(s, store, layout, self.metrics, self.pool, runner, self.costs, self.gpus,
-                                   self.launch_error, self.wake)
+                                   self.gpu_source.memory, self.launch_error, self.wake)
         self.intake = Intake(layout.inbox, self.ingest, s.settle_seconds, self.scheduler.enqueue, self.wake)
 
     async def run(self) -> int:

@@ -114,6 +114,11 @@ class Slot:
         """The device kind its instance loads models onto: "gpu" or "cpu"."""
         return "gpu" if self.cuda_visible_devices else "cpu"
 
+    @property
+    def domain(self) -> str:
+        """Whose memory its instance's models fill: its GPU's (by UUID), or the host's ("cpu")."""
+        return self.cuda_visible_devices or "cpu"
+
 
 def slots(gpus: list[Gpu], per_gpu: int, cpu_instances: int) -> list[Slot]:
     """Instance slots: ``per_gpu`` on each GPU, or ``cpu_instances`` CPU slots when there is none."""

@@ -1,26 +1,28 @@
 """Placement: which Triton instance a job gets. Pure: plain data in, a Decision with its reason out.
 
-The rules (Clara's Model Repository, for one host):
+The rules (Clara's Model Repository, for one host, placed by what loads cost):
 
 - a job that asks for no model needs no instance;
 - an instance serves one job at a time (a lease), however many operators that job has;
-- among idle instances, take the one that already holds most of the wanted models at the revision
-  the repository has now; then most of them at an older revision (reloading in a running server
-  beats starting one); then the one holding fewest other models; then the lowest id;
+- among idle instances and free slots, take the one where the job's models are ready soonest: the
+  measured load time of each model it lacks at the repository's current revision (a model loaded
+  at another revision is reloaded), plus an instance start for a slot; then reusing before starting,
+  most wanted models held, most held at an older revision, fewest other models, lowest id. Without
+  measured costs every load counts alike, which is Clara's rule: the idle instance holding most;
 - a model already loaded at the current revision is never loaded again;
-- if the best idle instance holds none of the wanted models (at any revision) but holds others, and
-  a slot is free, start a new instance there instead, so the idle one keeps its warm models for the
-  jobs that want them;
-- an instance never holds more than ``max_models`` models: unwanted ones are unloaded, least recently
-  used first, to make room;
-- with no idle instance and no free slot the job waits; it never fails for being busy. A job asking
-  for more models than one instance may hold can never be placed and is refused.
+- an idle instance holding none of the wanted models but others keeps them for the jobs that want
+  them when a slot is free: a new instance starts there instead;
+- an instance never holds more than ``max_models`` models, nor more than its device's memory can
+  take (``World.memory``): unwanted models are unloaded to make room, those no waiting job wants
+  first, then least recently used; unloading a model a waiting job wants costs its reload time;
+- with nothing able to take the job now it waits; it never fails for being busy. A job asking for
+  more models than one instance may hold, or for more memory than any device ever has, is refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Optional
 
@@ -42,12 +44,52 @@ class Reuse(str, Enum):
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where an instance loads models: its device kind (what costs are measured per) and its memory
+    domain (one GPU by UUID, or "cpu" for host memory, shared by every CPU instance)."""
+
+    device: str = "cpu"
+    domain: str = "cpu"
+
+
+@dataclass(frozen=True)
 class InstanceView:
     id: str
     slot: str
     idle: bool
     loaded: Mapping[str, str]  # model name -> digest of the revision loaded
     last_used: Mapping[str, float] = field(default_factory=dict)  # model name -> last lease time
+    place: Place = Place()
+
+
+@dataclass(frozen=True)
+class LoadCost:
+    seconds: float
+    memory: int  # bytes
+
+
+@dataclass(frozen=True)
+class Memory:
+    free: int  # bytes clarad may still fill on the domain now
+    total: int  # bytes clarad may ever fill there
+
+
+UNKNOWN = LoadCost(1.0, 0)  # without costs every load counts alike and memory is not limited
+
+
+@dataclass(frozen=True)
+class World:
+    """What decide needs to know besides the instances: costs, memory, the queue. The defaults mean
+    "nothing known": each load counts alike and memory is unlimited (Clara's rule by count)."""
+
+    costs: Mapping[tuple[str, str], LoadCost] = field(default_factory=dict)  # (model, device) -> cost
+    memory: Mapping[str, Memory] = field(default_factory=dict)  # domain -> memory; absent: unlimited
+    slots: Mapping[str, Place] = field(default_factory=dict)  # free slot -> place; absent: the CPU
+    start_seconds: float = 1.0  # an instance start, before its loads
+    queued: Mapping[str, int] = field(default_factory=dict)  # model -> other waiting jobs that want it
+
+    def cost(self, name: str, device: str) -> LoadCost:
+        return self.costs.get((name, device), UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -59,10 +101,17 @@ class Decision:
     load: tuple[str, ...] = ()
     unload: tuple[str, ...] = ()
     reuse: Optional[Reuse] = None
+    memory: int = 0  # bytes the loads are expected to add on the instance's memory domain
 
 
 def _current(view: InstanceView, name: str, digests: Mapping[str, str]) -> bool:
     return name in digests and view.loaded.get(name) == digests[name]
+
+
+@dataclass(frozen=True)
+class _Option:
+    score: tuple[float, int, int, int, int, str]
+    decision: Decision
 
 
 def decide(
@@ -71,6 +120,7 @@ def decide(
     instances: Sequence[InstanceView],
     free_slots: Sequence[str],
     max_models: int,
+    world: World = World(),
 ) -> Decision:
     """Decide where a job that wants ``wanted`` models runs now.
 
@@ -86,33 +136,98 @@ def decide(
             f"the job asks for {len(want)} models; one instance may hold at most {max_models} "
             "(max_models_per_instance)",
         )
-    idle = [view for view in instances if view.idle]
+    starts = [o for o in (_start(want, slot, world) for slot in free_slots) if o is not None]
+    fitting = [o for o in (_reuse(want, v, digests, max_models, world) for v in instances if v.idle) if o is not None]
+    reuses = fitting
+    if starts:  # Clara: an idle instance holding only other models keeps them for the jobs that want them
+        reuses = [o for o in fitting if o.decision.reuse is not Reuse.MISS or _overlaps(o, instances, want)]
+    best = min(starts + reuses, key=lambda option: option.score, default=None)
+    if best is None:
+        return _no_option(want, instances, free_slots, world)
+    if best.decision.action is Action.REUSE:
+        return best.decision
+    if not any(view.idle for view in instances):
+        why = "no instance is idle"
+    elif not fitting:
+        why = "no idle instance has the memory the job's models need"
+    elif not reuses:
+        why = "no idle instance holds any wanted model"
+    else:
+        sooner = min(reuses, key=lambda option: option.score)
+        why = f"a new instance is ready sooner ({best.score[0]:.1f} s) than instance {sooner.decision.instance} " \
+              f"({sooner.score[0]:.1f} s)"
+    return replace(best.decision, reason=f"{why}: {best.decision.reason}")
 
-    def score(view: InstanceView) -> tuple[int, int, int, str]:
-        held = sum(_current(view, name, digests) for name in want)
-        stale = sum(name in view.loaded for name in want) - held
-        others = sum(name not in want for name in view.loaded)
-        return (-held, -stale, others, view.id)
 
-    best = min(idle, key=score, default=None)
-    held, stale, others = (-score(best)[0], -score(best)[1], score(best)[2]) if best else (0, 0, 0)
-    if best is None or (held == 0 and stale == 0 and others > 0 and free_slots):
-        if not free_slots:
-            busy = len(instances)
-            return Decision(Action.WAIT, f"all {busy} instance(s) are leased and no slot is free")
-        why = "no instance is idle" if best is None else "no idle instance holds any wanted model"
-        return Decision(
-            Action.START, f"{why}: starting one in slot {free_slots[0]}", slot=free_slots[0],
-            load=tuple(want), reuse=Reuse.MISS,
-        )
-    load = tuple(name for name in want if not _current(best, name, digests))
-    room = max_models - len(want)
-    extra = sorted((name for name in best.loaded if name not in want), key=lambda n: (best.last_used.get(n, 0.0), n))
-    unload = tuple(extra[: max(0, len(extra) - room)])
+def _overlaps(option: _Option, instances: Sequence[InstanceView], want: list[str]) -> bool:
+    view = next(v for v in instances if v.id == option.decision.instance)
+    return any(name in view.loaded for name in want) or not view.loaded
+
+
+def _start(want: list[str], slot: str, world: World) -> Optional[_Option]:
+    place = world.slots.get(slot, Place())
+    costs = [world.cost(name, place.device) for name in want]
+    need = sum(cost.memory for cost in costs)
+    room = world.memory.get(place.domain)
+    if room is not None and need > room.free:
+        return None
+    seconds = world.start_seconds + sum(cost.seconds for cost in costs)
+    decision = Decision(Action.START, f"starting one in slot {slot}", slot=slot, load=tuple(want), reuse=Reuse.MISS,
+                        memory=need)
+    return _Option((seconds, 1, 0, 0, 0, slot), decision)
+
+
+def _reuse(want: list[str], view: InstanceView, digests: Mapping[str, str], max_models: int,
+           world: World) -> Optional[_Option]:
+    device = view.place.device
+    held = sum(_current(view, name, digests) for name in want)
+    stale = sum(name in view.loaded for name in want) - held
+    load = tuple(name for name in want if not _current(view, name, digests))
+    need = sum(world.cost(name, device).memory for name in load if name not in view.loaded)
+    # Unloading order: what no waiting job wants first, then least recently used, then by name.
+    extra = sorted((name for name in view.loaded if name not in want),
+                   key=lambda n: (world.queued.get(n, 0) > 0, view.last_used.get(n, 0.0), n))
+    unload = extra[: max(0, len(extra) - (max_models - len(want)))]
+    room = world.memory.get(view.place.domain)
+    if room is not None:
+        freed = sum(world.cost(name, device).memory for name in unload)
+        for name in extra[len(unload):]:
+            if need <= room.free + freed:
+                break
+            unload.append(name)
+            freed += world.cost(name, device).memory
+        if need > room.free + freed:
+            return None
+    seconds = sum(world.cost(name, device).seconds for name in load)
+    penalty = sum(world.cost(name, device).seconds for name in unload if world.queued.get(name, 0))
+    others = len(view.loaded) - held - stale
     kind = Reuse.HIT if not load else (Reuse.PARTIAL if held else Reuse.MISS)
-    reason = f"instance {best.id} holds {held} of {len(want)} wanted model(s)"
+    reason = f"instance {view.id} holds {held} of {len(want)} wanted model(s)"
     if load:
         reason += f"; loading {', '.join(load)}"
     if unload:
         reason += f"; unloading {', '.join(unload)} to stay within {max_models}"
-    return Decision(Action.REUSE, reason, instance=best.id, load=load, unload=unload, reuse=kind)
+        if room is not None and len(unload) > max(0, len(extra) - (max_models - len(want))):
+            reason += " models and the device's memory"
+    decision = Decision(Action.REUSE, reason, instance=view.id, load=load, unload=tuple(unload), reuse=kind,
+                        memory=need)
+    return _Option((seconds + penalty, 0, -held, -stale, others, view.id), decision)
+
+
+def _no_option(want: list[str], instances: Sequence[InstanceView], free_slots: Sequence[str], world: World) -> Decision:
+    """Nothing can take the job now: wait, or refuse what can never fit."""
+    places = {world.slots.get(slot, Place()) for slot in free_slots} | {v.place for v in instances}
+    needs = {place: sum(world.cost(name, place.device).memory for name in want) for place in places}
+    rooms = {place: world.memory.get(place.domain) for place in places}
+    if places and all(room is not None and needs[place] > room.total for place, room in rooms.items()):
+        most = max(room.total for room in rooms.values() if room is not None)
+        return Decision(Action.REFUSE, f"the job's models need {_mib(min(needs.values()))} of device memory; "
+                                       f"at most {_mib(most)} is ever available on one device")
+    if any(view.idle for view in instances) or free_slots:
+        return Decision(Action.WAIT, f"no idle instance or free slot has the memory the job's models need "
+                                     f"({_mib(min(needs.values(), default=0))})")
+    return Decision(Action.WAIT, f"all {len(instances)} instance(s) are leased and no slot is free")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB"

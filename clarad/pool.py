@@ -27,7 +27,7 @@ from typing import Optional, Protocol
 
 from clarad.errors import TransitionError
 from clarad.gpus import Slot
-from clarad.placement import Action, Decision, InstanceView
+from clarad.placement import Action, Decision, InstanceView, Place
 from clarad.triton import Ports
 
 log = logging.getLogger("clarad")
@@ -106,7 +106,8 @@ class Instance:
     loads: dict[str, int] = field(default_factory=dict)  # model -> times loaded here
 
     def view(self) -> InstanceView:
-        return InstanceView(self.id, self.slot.id, self.state is _S.IDLE, dict(self.loaded), dict(self.last_used))
+        return InstanceView(self.id, self.slot.id, self.state is _S.IDLE, dict(self.loaded), dict(self.last_used),
+                            Place(self.slot.device, self.slot.domain))
 
     def describe(self) -> dict[str, object]:
         return {

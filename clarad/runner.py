@@ -156,7 +156,9 @@ class JobRunner:
         the decision says; all the job's models ready before returning."""
         if instance.server is None:
             assert self.launcher is not None  # the scheduler places no job on an instance without one
+            began = time.monotonic()
             started = await self.launcher.start(instance.id, instance.slot, self.settings.triton_start_timeout_seconds)
+            self.costs.start_seconds = time.monotonic() - began
             self.pool.started(instance, started)
             log.info("instance %s started on %s: grpc %s, http %s", instance.id, instance.slot.id,
                      started.ports.grpc_uri, started.ports.http_uri)

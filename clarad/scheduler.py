@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Optional
 
 from clarad import placement
 from clarad.config import Settings
 from clarad.costs import CostBook
 from clarad.errors import ClaradError, TritonError
-from clarad.gpus import Gpu
+from clarad.gpus import Gpu, GpuMemory
 from clarad.jobs import JobState, JobStatus, Priority, QueuedJob, queue_order
 from clarad.layout import Layout
+from clarad.memory import gpu_memory, host_memory, less
 from clarad.metrics import Metrics, Snapshot
 from clarad.pipelines import parse_pipeline
-from clarad.placement import Action
+from clarad.placement import Action, Memory, Place, World
 from clarad.pool import Instance, InstanceState, Pool
 from clarad.runner import JobRunner, RunningJob
 from clarad.store import Store
@@ -41,8 +44,8 @@ IDLE_PASS = 1.0  # seconds between passes when nothing is due sooner
 
 class Scheduler:
     def __init__(self, settings: Settings, store: Store, layout: Layout, metrics: Metrics, pool: Pool,
-                 runner: JobRunner, costs: CostBook, gpus: list[Gpu], launch_error: Optional[str],
-                 wake: Callable[[], None]) -> None:
+                 runner: JobRunner, costs: CostBook, gpus: list[Gpu], gpu_memory: Callable[[], list[GpuMemory]],
+                 launch_error: Optional[str], wake: Callable[[], None]) -> None:
         self.settings = settings
         self.store = store
         self.layout = layout
@@ -51,6 +54,7 @@ class Scheduler:
         self.runner = runner
         self.costs = costs
         self.gpus = gpus
+        self.gpu_memory = gpu_memory  # NVML's readings now
         self.launch_error = launch_error  # why no instance can be started (no tritonserver), or None
         self.wake = wake  # ask the loop for a pass soon
         self.queue: list[QueuedJob] = []
@@ -125,29 +129,39 @@ class Scheduler:
             if now >= running.deadline and running.stop_reason is None:
                 running.stop(JobStatus.FAULTED, f"timed out after {running.timeout:g} s")
         self._unload_removed(digests)
+        world = self._world(digests) if self.queue else World()
         for job in queue_order(self.queue, now, self.settings.priority_aging_seconds):
-            self._offer(job, digests, now)
+            world = self._offer(job, digests, world, now)
         self.metrics.publish(self.snapshot(digests))
         due = [running.deadline - now for running in self.running.values() if running.stop_reason is None]
         return max(0.0, min([IDLE_PASS, *due]))
 
-    def _offer(self, job: QueuedJob, digests: dict[str, str], now: float) -> None:
+    def _offer(self, job: QueuedJob, digests: dict[str, str], world: World, now: float) -> World:
+        """Place ``job`` if it can run now; the world as the next job of this pass sees it."""
         missing = [name for name in job.pipeline.model_names if name not in digests]
         if missing:
-            return self._drop(job, f"model(s) {', '.join(missing)} no longer in the repository")
+            self._drop(job, f"model(s) {', '.join(missing)} no longer in the repository")
+            return world
         if job.pipeline.gpus > len(self.gpus):
-            return self._drop(job, f"requests {job.pipeline.gpus} GPU(s); this host has {len(self.gpus)}")
+            self._drop(job, f"requests {job.pipeline.gpus} GPU(s); this host has {len(self.gpus)}")
+            return world
         if job.pipeline.gpus > len(self.free_gpus):
-            return self._wait(job, f"waiting for {job.pipeline.gpus} GPU(s): {len(self.free_gpus)} free, "
-                                   "the others held by running jobs")
+            self._wait(job, f"waiting for {job.pipeline.gpus} GPU(s): {len(self.free_gpus)} free, "
+                            "the others held by running jobs")
+            return world
+        others = Counter(world.queued)
+        others.subtract(job.pipeline.model_names)
         decision = placement.decide(job.pipeline.model_names, digests, self.pool.views(), self.pool.free_slots(),
-                                    self.settings.max_models_per_instance)
+                                    self.settings.max_models_per_instance, replace(world, queued=+others))
         if decision.action is Action.WAIT:
-            return self._wait(job, f"waiting for an instance: {decision.reason}")
+            self._wait(job, f"waiting for an instance: {decision.reason}")
+            return world
         if decision.action is Action.REFUSE:
-            return self._drop(job, decision.reason)
+            self._drop(job, decision.reason)
+            return world
         if decision.action is not Action.NONE and self.launch_error is not None:
-            return self._drop(job, self.launch_error)
+            self._drop(job, self.launch_error)
+            return world
         self.queue.remove(job)
         instance = None if decision.action is Action.NONE else self.pool.lease(decision, job.id)
         gpus = sorted(self.free_gpus)[:job.pipeline.gpus]
@@ -156,6 +170,33 @@ class Scheduler:
             self.metrics.placements.labels(decision.reuse.value).inc()
         log.info("job %s (%s): %s", job.id, job.pipeline.name, decision.reason)
         self.running[job.id] = self.runner.start(job, decision, instance, gpus, now)
+        if instance is None:
+            return replace(world, queued=+others)
+        return replace(world, queued=+others, memory=less(world.memory, {instance.slot.domain: decision.memory}))
+
+    def _world(self, digests: dict[str, str]) -> World:
+        """What placement needs to know this pass: costs, memory per domain, slots, the queue."""
+        queued = Counter(name for job in self.queue for name in job.pipeline.model_names)
+        devices = {slot.device for slot in self.pool.slots.values()}
+        names = set(queued) | {name for instance in self.pool.instances.values() for name in instance.loaded}
+        sizes = self.store.model_sizes()
+        costs = {(name, device): self.costs.of(name, digests[name], sizes.get(name, 0), device).load
+                 for name in names if name in digests for device in devices}
+        margin = self.settings.memory_margin_bytes
+        memory: dict[str, Memory] = {}
+        if "gpu" in devices:
+            memory.update(gpu_memory(self.gpu_memory(), margin))
+        if "cpu" in devices:
+            held = sum(costs[(name, "cpu")].memory for instance in self.pool.instances.values()
+                       if instance.slot.device == "cpu" for name in instance.loaded if (name, "cpu") in costs)
+            memory["cpu"] = host_memory(self.settings.cpu_memory_bytes, held, margin)
+        in_flight: Counter[str] = Counter()
+        for running in self.running.values():
+            instance = running.instance
+            if instance is not None and instance.state in (InstanceState.STARTING, InstanceState.LOADING):
+                in_flight[instance.slot.domain] += running.decision.memory
+        slots = {slot.id: Place(slot.device, slot.domain) for slot in self.pool.slots.values()}
+        return World(costs, less(memory, in_flight), slots, self.costs.start_seconds, queued)
 
     def _drop(self, job: QueuedJob, reason: str) -> None:
         self.queue.remove(job)

@@ -197,6 +197,9 @@ class Store:
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
+    def model_sizes(self) -> dict[str, int]:
+        return {row["name"]: row["size"] for row in self.db.execute("SELECT name, size FROM models")}
+
     def model_digests(self) -> dict[str, str]:
         return {row["name"]: row["digest"] for row in self.db.execute("SELECT name, digest FROM models")}
 

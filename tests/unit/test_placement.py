@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clarad.placement import Action, Decision, InstanceView, Reuse, decide
+from clarad.placement import Action, Decision, InstanceView, LoadCost, Memory, Reuse, World, decide
 
 D = {"a": "da", "b": "db", "c": "dc", "d": "dd", "e": "de"}
 
@@ -181,3 +181,79 @@ def test_decision_respects_placement_rules(situation: tuple[list[str], dict[str,
         assert want <= after
         assert not set(decision.unload) & want
         assert set(decision.unload) <= set(chosen.loaded)
+
+
+# -- by cost and within memory -------------------------------------------------------------------
+
+MiB = 1 << 20
+
+
+def costs(**seconds: float) -> dict[tuple[str, str], LoadCost]:
+    return {(name, "cpu"): LoadCost(value, 0) for name, value in seconds.items()}
+
+
+def test_the_instance_where_models_are_ready_soonest_wins_over_the_one_holding_most() -> None:
+    world = World(costs=costs(a=1.0, b=1.0, c=30.0), start_seconds=0.5)
+    views = [idle("i0", {"a": "da", "b": "db"}), idle("i1", {"c": "dc"})]
+    decision = decide(["a", "b", "c"], D, views, [], 8, world)
+    assert (decision.instance, decision.load) == ("i1", ("a", "b"))  # 2 s of loads, not 30
+
+
+def test_a_new_instance_is_started_rather_than_evict_a_model_a_waiting_job_wants() -> None:
+    world = World(costs=costs(a=1.0, b=1.0, z=30.0), start_seconds=0.5, queued={"z": 1})
+    assert decide(["a", "b"], D, [idle("i0", {"b": "db", "z": "dz"})], ["s1"], 2, world) == Decision(
+        Action.START, "a new instance is ready sooner (2.5 s) than instance i0 (31.0 s): starting one in slot s1",
+        slot="s1", load=("a", "b"), reuse=Reuse.MISS)
+
+
+def test_never_more_than_the_memory_a_device_has_left() -> None:
+    world = World(costs={("a", "cpu"): LoadCost(1.0, 80 * MiB), ("b", "cpu"): LoadCost(1.0, 80 * MiB)},
+                  memory={"cpu": Memory(free=100 * MiB, total=1000 * MiB)})
+    assert decide(["a", "b"], D, [], ["s0"], 8, world) == Decision(
+        Action.WAIT, "no idle instance or free slot has the memory the job's models need (160 MiB)")
+
+
+def test_unloads_what_no_waiting_job_wants_to_make_room_in_memory() -> None:
+    world = World(costs={(n, "cpu"): LoadCost(1.0, 60 * MiB) for n in "abcd"},
+                  memory={"cpu": Memory(free=10 * MiB, total=1000 * MiB)}, queued={"b": 2})
+    view = idle("i0", {"b": "db", "c": "dc", "d": "dd"}, last_used={"b": 1.0, "c": 5.0, "d": 9.0})
+    decision = decide(["a"], D, [view], [], 8, world)
+    assert decision == Decision(
+        Action.REUSE, "instance i0 holds 0 of 1 wanted model(s); loading a; unloading c to stay within 8 models "
+        "and the device's memory", instance="i0", load=("a",), unload=("c",), reuse=Reuse.MISS, memory=60 * MiB)
+
+
+def test_a_job_whose_models_never_fit_any_device_is_refused_with_the_numbers() -> None:
+    world = World(costs={("a", "cpu"): LoadCost(1.0, 900 * MiB), ("b", "cpu"): LoadCost(1.0, 900 * MiB)},
+                  memory={"cpu": Memory(free=500 * MiB, total=1000 * MiB)})
+    assert decide(["a", "b"], D, [busy("i0")], ["s1"], 8, world) == Decision(
+        Action.REFUSE, "the job's models need 1800 MiB of device memory; at most 1000 MiB is ever available on one "
+        "device")
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> World:
+    memory = {(name, "cpu"): LoadCost(draw(st.floats(0.1, 30)), draw(st.integers(0, 300)) * MiB) for name in NAMES}
+    free = draw(st.integers(0, 1000)) * MiB
+    queued = {name: draw(st.integers(0, 2)) for name in NAMES}
+    return World(costs=memory, memory={"cpu": Memory(free, free + draw(st.integers(0, 1000)) * MiB)}, queued=queued,
+                 start_seconds=draw(st.floats(0.0, 5.0)))
+
+
+@given(situations(), worlds())
+def test_never_over_memory_and_never_a_needless_load(
+    situation: tuple[list[str], dict[str, str], list[InstanceView], list[str], int], world: World
+) -> None:
+    wanted, digests, instances, free, max_models = situation
+    decision = decide(wanted, digests, instances, free, max_models, world)
+    room = world.memory["cpu"].free
+    if decision.action is Action.START:
+        assert sum(world.cost(n, "cpu").memory for n in set(wanted)) <= room
+    if decision.action is Action.REUSE:
+        chosen = next(view for view in instances if view.id == decision.instance)
+        freed = sum(world.cost(n, "cpu").memory for n in decision.unload)
+        added = sum(world.cost(n, "cpu").memory for n in decision.load if n not in chosen.loaded)
+        assert added <= room + freed
+        current = {name for name, digest in chosen.loaded.items() if digests.get(name) == digest}
+        assert not set(decision.load) & current  # never a needless load
+        assert not set(decision.unload) & set(wanted)
