@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     max_models_per_instance: int = Field(8, ge=1, le=1024, description="Clara's modelLimits.")
     memory_margin_bytes: int = Field(512 << 20, ge=0, description="Device memory placement always leaves free.")
     cpu_memory_bytes: int = Field(0, ge=0, description="Host memory CPU instances may fill; 0: all of it.")
+    recycle_unload_share: float = Field(0.5, ge=0, le=1, description="An unload giving back less of what its load "
+                                        "took marks the instance for recycling.")
+    instance_memory_max_bytes: int = Field(0, ge=0, description="A CPU instance holding more is recycled; 0: no bound.")
+    instance_idle_seconds: float = Field(0.0, ge=0, description="Idle instances beyond instances_min_idle stop after "
+                                         "this long; 0: they stay.")
+    instances_min_idle: int = Field(1, ge=0, description="Idle instances kept however long they are idle.")
+    keep_warm: bool = Field(False, description="Keep an instance warm with the most used pipeline's models.")
+    load_timeout_seconds: float = Field(900.0, gt=0, description="A model load taking longer faults the job.")
 
     priority_aging_seconds: float = Field(60.0, gt=0, description="Each such wait raises a queued job one priority class.")
     job_timeout_seconds: float = Field(600.0, gt=0, description="Default when a pipeline sets none.")

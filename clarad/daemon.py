@@ -34,6 +34,7 @@ from clarad.intake import Intake
 from clarad.layout import Layout
 from clarad.metrics import Metrics
 from clarad.pool import Pool
+from clarad.prepare import Preparer
 from clarad.repository import ModelRepository
 from clarad.runner import JobRunner
 from clarad.scheduler import Scheduler
@@ -85,7 +86,8 @@ class Daemon:
         self.pool = Pool(slots(self.gpus, s.instances_per_gpu, s.cpu_instances),
                          on_lost=lambda instance, how: self.scheduler.on_lost(instance, how))
         self.costs = CostBook(store)
-        runner = JobRunner(s, layout, store, self.metrics, self.pool, self.launcher, self.children, self.costs,
+        self.preparer = Preparer(s, layout, store, self.metrics, self.pool, self.launcher, self.costs)
+        runner = JobRunner(s, layout, store, self.metrics, self.pool, self.preparer, self.children,
                            on_done=lambda running: self.scheduler.on_done(running))
         self.scheduler = Scheduler(s, store, layout, self.metrics, self.pool, runner, self.costs, self.gpus,
                                    self.gpu_source.memory, self.launch_error, self.wake)

@@ -2,6 +2,7 @@
 
     job:       PENDING --start--> RUNNING --finish--> STOPPED   (status HEALTHY | FAULTED | CANCELED)
                PENDING --finish--> STOPPED                       (faulted or canceled before it ran)
+               RUNNING --requeue--> PENDING                      (its instance died before any operator ran)
     operator:  PENDING --start--> RUNNING --complete--> COMPLETED
                                           --fault-----> FAULTED
                PENDING --fault--> FAULTED                        (upstream faulted, job stopped)
@@ -65,6 +66,7 @@ class QueuedJob:
     priority: Priority
     created_at: float
     waiting: str = ""  # why it has not started yet, as last recorded
+    requeues: int = 0  # times its instance died before its first operator
 
 
 def queue_order(jobs: Sequence[QueuedJob], now: float, aging: float) -> list[QueuedJob]:
@@ -87,6 +89,7 @@ def queue_order(jobs: Sequence[QueuedJob], now: float, aging: float) -> list[Que
 JOB_TRANSITIONS: dict[str, tuple[set[JobState], JobState]] = {
     "start": ({JobState.PENDING}, JobState.RUNNING),
     "finish": ({JobState.PENDING, JobState.RUNNING}, JobState.STOPPED),
+    "requeue": ({JobState.RUNNING}, JobState.PENDING),  # its instance died before its first operator
 }
 
 OPERATOR_TRANSITIONS: dict[str, tuple[set[OperatorState], OperatorState]] = {

@@ -54,6 +54,18 @@ class Metrics:
         self.model_load_seconds = Histogram(
             "clarad_model_load_seconds", "Time to load one model into an instance.", buckets=LOAD_BUCKETS, registry=r
         )
+        self.model_unloads = Counter("clarad_model_unloads", "Models unloaded from Triton instances, by why.",
+                                     ["reason"], registry=r)
+        self.loads_avoided = Counter("clarad_model_loads_avoided", "Wanted models a job found already loaded.",
+                                     registry=r)
+        self.prewarms = Counter("clarad_instance_prewarms", "Instances warmed ahead of the jobs that want them.",
+                                registry=r)
+        self.recycles = Counter("clarad_instance_recycles", "Instances replaced by a fresh process, by why.",
+                                ["reason"], registry=r)
+        self.ready_seconds = Histogram(
+            "clarad_job_ready_seconds", "Time from a job's creation to its models ready (its first operator).",
+            buckets=JOB_BUCKETS, registry=r,
+        )
         self.placements = Counter(
             "clarad_placements",
             "Jobs given an instance, by how many of their models it already held (hit, partial, miss).",

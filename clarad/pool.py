@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from clarad.errors import TransitionError
 from clarad.gpus import Slot
@@ -104,6 +104,8 @@ class Instance:
     loaded: dict[str, str] = field(default_factory=dict)  # model -> digest
     last_used: dict[str, float] = field(default_factory=dict)
     loads: dict[str, int] = field(default_factory=dict)  # model -> times loaded here
+    recycle: Optional[tuple[str, str]] = None  # (metric label, why): replace by a fresh process when next idle
+    idle_since: float = 0.0
 
     def view(self) -> InstanceView:
         return InstanceView(self.id, self.slot.id, self.state is _S.IDLE, dict(self.loaded), dict(self.last_used),
@@ -160,8 +162,9 @@ class Pool:
 
     # -- a job's lease -------------------------------------------------------------------------
 
-    def lease(self, decision: Decision, job_id: str) -> Instance:
-        """Carry out a REUSE or START decision: the instance is now the job's alone."""
+    def lease(self, decision: Decision, job_id: Optional[str]) -> Instance:
+        """Carry out a REUSE or START decision: the instance is now the job's alone (with no job: it
+        is being warmed ahead of jobs)."""
         if decision.action is Action.START:
             assert decision.slot is not None
             instance = Instance(f"triton-{next(self._ids)}", self.slots[decision.slot], _S.STARTING, job_id)
@@ -182,21 +185,28 @@ class Pool:
 
     def give_back(self, instance: Instance, now: float) -> bool:
         """End a job's lease: True if the instance is idle now; False if it must be stopped (it was
-        never fully prepared for the job, or its server is gone)."""
+        never fully prepared for the job, its server is gone, or it is marked for recycling)."""
         if instance.state is not _S.LEASED or instance.server is None or not instance.server.alive:
+            return False
+        if instance.recycle is not None:
             return False
         for name in instance.loaded:
             instance.last_used[name] = now
+        instance.idle_since = now
         self.move(instance, "release")
         return True
 
     # -- the end of an instance ----------------------------------------------------------------
 
-    async def stop(self, instance: Instance, grace: float) -> None:
-        """The one way an instance is stopped: its process group, its gRPC client, its record."""
+    def stop(self, instance: Instance, grace: float) -> Coroutine[Any, Any, None]:
+        """The one way an instance is stopped: its process group, its gRPC client, its record. It
+        leaves the pool's choices at once (state stopping); await the result for the rest."""
         if instance.state in (_S.STOPPING, _S.GONE):
-            return
+            return _nothing()
         self.move(instance, "stop")
+        return self._stopped(instance, grace)
+
+    async def _stopped(self, instance: Instance, grace: float) -> None:
         how = await instance.server.stop(grace) if instance.server is not None else "never started"
         self.move(instance, "exited")
         log.info("instance %s stopped (%s)", instance.id, how)
@@ -216,3 +226,7 @@ class Pool:
         self.move(instance, "stop")
         await server.stop(0)  # whatever is left of its process group; closes the client, forgets it
         self.move(instance, "exited")
+
+
+async def _nothing() -> None:
+    return None

@@ -20,18 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from clarad import children, repository
+from clarad import children
 from clarad.config import Settings
-from clarad.costs import CostBook
 from clarad.dag import run_operators
-from clarad.errors import ClaradError, TritonError
+from clarad.errors import ClaradError
 from clarad.jobs import JobStatus, QueuedJob
 from clarad.layout import Layout
 from clarad.metrics import Metrics
-from clarad.operators import Endpoints, Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
+from clarad.operators import Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
 from clarad.pipelines import Operator
 from clarad.placement import Decision
-from clarad.pool import Instance, Launcher, Pool
+from clarad.pool import Instance, Pool
+from clarad.prepare import Preparer
 from clarad.store import Store
 
 log = logging.getLogger("clarad")
@@ -46,6 +46,7 @@ class RunningJob:
     started_at: float
     timeout: float  # seconds from started_at
     stop_reason: Optional[tuple[JobStatus, str]] = None
+    requeued: Optional[str] = None  # why it goes back to the queue instead of ending
     work: "Optional[asyncio.Future[tuple[JobStatus, str]]]" = None  # the instance's preparation and the DAG
     task: "Optional[asyncio.Task[None]]" = None  # the whole life
 
@@ -60,19 +61,23 @@ class RunningJob:
         if self.work is not None:
             self.work.cancel()
 
+    def requeue(self, reason: str) -> None:
+        """Stop the job's preparation and queue it again (no operator of it has started)."""
+        if self.stop_reason is None:
+            self.requeued = reason
+        self.stop(JobStatus.FAULTED, reason)
+
 
 class JobRunner:
     def __init__(self, settings: Settings, layout: Layout, store: Store, metrics: Metrics, pool: Pool,
-                 launcher: Optional[Launcher], registry: children.ChildRegistry, costs: CostBook,
-                 on_done: Callable[[RunningJob], None]) -> None:
+                 preparer: Preparer, registry: children.ChildRegistry, on_done: Callable[[RunningJob], None]) -> None:
         self.settings = settings
         self.layout = layout
         self.store = store
         self.metrics = metrics
         self.pool = pool
-        self.launcher = launcher
+        self.preparer = preparer
         self.children = registry
-        self.costs = costs
         self.on_done = on_done  # the job has ended and its instance is back: its GPUs are free
 
     def start(self, job: QueuedJob, decision: Decision, instance: Optional[Instance], gpus: list[str],
@@ -110,11 +115,18 @@ class JobRunner:
         finally:
             reason += self.children.left_running(job.id)
             try:
-                self.finish(job.id, status, reason)
+                if running.requeued is not None:
+                    self.store.requeue_job(job.id, f"queued again: {running.requeued}")
+                    log.warning("job %s queued again: %s", job.id, running.requeued)
+                else:
+                    self.finish(job.id, status, reason)
+                    self.metrics.job_duration.observe(time.time() - running.started_at)
             except Exception:
                 log.exception("job %s: recording its end (%s: %s) failed", job.id, status.value, reason)
-            self.metrics.job_duration.observe(time.time() - running.started_at)
             if instance is not None and not self.pool.give_back(instance, time.time()):
+                if instance.recycle is not None:
+                    self.metrics.recycles.labels(instance.recycle[0]).inc()
+                    log.info("instance %s recycled: %s", instance.id, instance.recycle[1])
                 await self.pool.stop(instance, self.settings.triton_stop_grace_seconds)
             self.on_done(running)
 
@@ -140,7 +152,12 @@ class JobRunner:
         job = running.job
         workspace = Workspace(self.layout.job_dir(job.id))
         prepare_workspace(workspace, job.pipeline, self.settings.operator_user)
-        endpoints = await self._prepare(running, running.instance) if running.instance is not None else None
+        endpoints = None
+        if running.instance is not None:
+            endpoints = await self.preparer.prepare(running.instance, running.decision, job.pipeline.model_names)
+            self.store.note_job_models(job.id, {name: running.instance.loaded[name] for name in job.pipeline.model_names})
+            self.pool.move(running.instance, "loaded")
+        self.metrics.ready_seconds.observe(max(0.0, time.time() - job.created_at))
 
         async def run_one(op: Operator, gpus: list[str]) -> Outcome:
             env = operator_env(os.environ, op, job.id, job.name, workspace, endpoints, ",".join(gpus))
@@ -148,63 +165,3 @@ class JobRunner:
                                       self.settings.operator_stop_grace_seconds, self.settings.operator_user)
 
         return await run_operators(job, self.store, running.gpus, run_one)
-
-    # -- the instance ------------------------------------------------------------------------
-
-    async def _prepare(self, running: RunningJob, instance: Instance) -> Endpoints:
-        """Carry out the placement decision: start the instance if it is new, unload and load what
-        the decision says; all the job's models ready before returning."""
-        if instance.server is None:
-            assert self.launcher is not None  # the scheduler places no job on an instance without one
-            began = time.monotonic()
-            started = await self.launcher.start(instance.id, instance.slot, self.settings.triton_start_timeout_seconds)
-            self.costs.start_seconds = time.monotonic() - began
-            self.pool.started(instance, started)
-            log.info("instance %s started on %s: grpc %s, http %s", instance.id, instance.slot.id,
-                     started.ports.grpc_uri, started.ports.http_uri)
-        assert instance.server is not None
-        server = instance.server
-        for name in running.decision.unload:
-            await server.unload(name)
-            instance.loaded.pop(name, None)
-            log.info("instance %s: unloaded %s to make room", instance.id, name)
-        for name in running.decision.load:
-            await self._load(instance, name)
-        wanted = running.job.pipeline.model_names
-        missing = set(wanted) - await server.ready_models()
-        if missing:
-            raise TritonError(f"instance {instance.id}: model(s) {', '.join(sorted(missing))} not ready after loading")
-        self.store.note_job_models(running.job.id, {name: instance.loaded[name] for name in wanted})
-        self.pool.move(instance, "loaded")
-        return Endpoints(server.ports.grpc_uri, server.ports.http_uri)
-
-    async def _load(self, instance: Instance, name: str) -> None:
-        """Load the repository's current revision of ``name`` and confirm Triton serves that one."""
-        assert instance.server is not None
-        before = await instance.server.memory_used()
-        began = time.monotonic()
-        instance.loaded.pop(name, None)
-        for _attempt in range(3):
-            digest = self.store.model_digests().get(name)
-            if digest is None:
-                raise TritonError(f"model {name} was removed from the repository before the job started")
-            config = self.layout.models / name / "config.pbtxt"
-            text = await asyncio.to_thread(config.read_text, encoding="utf-8")
-            await instance.server.load(name, repository.stamped_config(text, digest, f"{name}/config.pbtxt"))
-            if self.store.model_digests().get(name) == digest:
-                break  # else it was replaced while Triton read its files: load the new one
-        else:
-            raise TritonError(f"model {name} was replaced three times while loading; the job did not start")
-        served = await instance.server.served_revision(name)
-        if served != digest:
-            raise TritonError(f"instance {instance.id} serves model {name} at revision {(served or 'unknown')[:12]} "
-                              f"after loading revision {digest[:12]}")
-        took = time.monotonic() - began
-        memory = await instance.server.memory_used() - before
-        self.costs.record(name, digest, instance.slot.device, took, memory, time.time())
-        instance.loaded[name] = digest
-        instance.loads[name] = instance.loads.get(name, 0) + 1
-        self.metrics.model_loads.labels(name).inc()
-        self.metrics.model_load_seconds.observe(took)
-        log.info("instance %s: loaded %s (revision %s) in %.2f s, %+.1f MiB on %s", instance.id, name, digest[:12],
-                 took, memory / 2**20, instance.slot.device)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Optional
+from typing import Any, Optional
 
 from clarad import placement
 from clarad.config import Settings
@@ -40,6 +41,8 @@ from clarad.store import Store
 log = logging.getLogger("clarad")
 
 IDLE_PASS = 1.0  # seconds between passes when nothing is due sooner
+MOST_USED_EVERY = 60.0  # seconds between looks at which pipeline is used most (keep_warm)
+MAX_REQUEUES = 2  # a job whose instance keeps dying before its first operator faults after this
 
 
 class Scheduler:
@@ -60,7 +63,9 @@ class Scheduler:
         self.queue: list[QueuedJob] = []
         self.running: dict[str, RunningJob] = {}
         self.free_gpus = {gpu.uuid for gpu in gpus}  # those no running job holds
-        self.unloading: set[asyncio.Task[None]] = set()  # removed models leaving idle instances
+        self.background: set[asyncio.Task[None]] = set()  # unloads, warm-ups and idle stops under way
+        self._most_used: tuple[float, list[str]] = (-MOST_USED_EVERY, [])  # (when read, its models)
+        self.unloading: set[tuple[str, str]] = set()  # (instance, model) unloads of removed models under way
 
     # -- jobs coming and going ---------------------------------------------------------------
 
@@ -100,25 +105,36 @@ class Scheduler:
             raise ClaradError(f"job {job_id} is not queued or running here")
 
     def on_done(self, running: RunningJob) -> None:
-        """A job ended and its instance is back: free its GPUs, place what waits."""
+        """A job ended (or goes back to the queue) and its instance is back: free its GPUs, place what waits."""
         self.running.pop(running.job.id, None)
         self.free_gpus |= set(running.gpus)
+        if running.requeued is not None:
+            running.job.requeues += 1
+            running.job.waiting = ""
+            self.queue.append(running.job)
         self.wake()
 
     def on_lost(self, instance: Instance, how: str) -> None:
-        """An instance's tritonserver died under a job: the job faults now, not at its next call."""
+        """An instance's tritonserver died under a job: the job faults now, not at its next call; if
+        none of its operators had started yet, it is queued again (a few times at most)."""
         running = self.running.get(instance.job or "")
-        if running is not None:
-            running.stop(JobStatus.FAULTED, f"Triton instance {instance.id} {how}")
+        if running is None:
+            return
+        reason = f"Triton instance {instance.id} {how}"
+        preparing = instance.state in (InstanceState.STARTING, InstanceState.LOADING)
+        if preparing and running.job.requeues < MAX_REQUEUES:
+            running.requeue(f"{reason}, before the job's first operator")
+        else:
+            running.stop(JobStatus.FAULTED, reason)
 
     async def stop(self) -> None:
         """Shutdown: every running job stops its operators and returns its instance."""
-        for task in self.unloading:
+        for task in self.background:
             task.cancel()
         tasks = [running.task for running in self.running.values() if running.task is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, *self.unloading, return_exceptions=True)
+        await asyncio.gather(*tasks, *self.background, return_exceptions=True)
 
     # -- the pass ----------------------------------------------------------------------------
 
@@ -132,6 +148,8 @@ class Scheduler:
         world = self._world(digests) if self.queue else World()
         for job in queue_order(self.queue, now, self.settings.priority_aging_seconds):
             world = self._offer(job, digests, world, now)
+        self._prewarm(digests, world, now)
+        self._stop_idle(now)
         self.metrics.publish(self.snapshot(digests))
         due = [running.deadline - now for running in self.running.values() if running.stop_reason is None]
         return max(0.0, min([IDLE_PASS, *due]))
@@ -168,6 +186,7 @@ class Scheduler:
         self.free_gpus -= set(gpus)
         if decision.reuse is not None:
             self.metrics.placements.labels(decision.reuse.value).inc()
+            self.metrics.loads_avoided.inc(len(set(job.pipeline.model_names)) - len(decision.load))
         log.info("job %s (%s): %s", job.id, job.pipeline.name, decision.reason)
         self.running[job.id] = self.runner.start(job, decision, instance, gpus, now)
         if instance is None:
@@ -198,6 +217,58 @@ class Scheduler:
         slots = {slot.id: Place(slot.device, slot.domain) for slot in self.pool.slots.values()}
         return World(costs, less(memory, in_flight), slots, self.costs.start_seconds, queued)
 
+    def _prewarm(self, digests: dict[str, str], world: World, now: float) -> None:
+        """With a slot free, warm an instance ahead of jobs: with the models of the first waiting job
+        that no instance holds (it waits for its GPUs), else (keep_warm) with the most used
+        pipeline's. One per pass; what placement would start for them, within memory."""
+        free = self.pool.free_slots()
+        if not free or self.launch_error is not None:
+            return
+        wanted = [job.pipeline.model_names for job in queue_order(self.queue, now, self.settings.priority_aging_seconds)]
+        if self.settings.keep_warm and not wanted:
+            wanted = [self._most_used_models(now)]
+        for models in wanted:
+            if not models or any(set(models) <= set(i.loaded) or i.job is None and i.state is not InstanceState.IDLE
+                                 for i in self.pool.instances.values()):
+                continue  # held already, or a warm-up is under way
+            decision = placement.decide(models, digests, [], free, self.settings.max_models_per_instance, world)
+            if decision.action is Action.START:
+                instance = self.pool.lease(decision, None)
+                log.info("instance %s: warming with %s ahead of the jobs that want them", instance.id, ", ".join(models))
+                self._background(self._warm(instance, decision, models))
+            return
+
+    async def _warm(self, instance: Instance, decision: placement.Decision, models: list[str]) -> None:
+        try:
+            await self.runner.preparer.prepare(instance, decision, models)
+            self.pool.move(instance, "loaded")
+            if self.pool.give_back(instance, time.time()):
+                self.metrics.prewarms.inc()
+                return
+        except Exception as exc:  # TritonError, or a bug: the warm-up is lost, not the daemon
+            log.warning("instance %s: warming failed: %s", instance.id, exc)
+        finally:
+            self.wake()
+        await self.pool.stop(instance, self.settings.triton_stop_grace_seconds)
+
+    def _most_used_models(self, now: float) -> list[str]:
+        if now - self._most_used[0] > MOST_USED_EVERY:
+            name = self.store.most_used_pipeline()
+            record = self.store.pipeline(name) if name else None
+            self._most_used = (now, parse_pipeline(record["definition"]).model_names if record else [])
+        return self._most_used[1]
+
+    def _stop_idle(self, now: float) -> None:
+        """Idle instances beyond instances_min_idle stop once idle instance_idle_seconds."""
+        if not self.settings.instance_idle_seconds:
+            return
+        idle = sorted((i for i in self.pool.instances.values() if i.state is InstanceState.IDLE),
+                      key=lambda i: i.idle_since)
+        for instance in idle[: max(0, len(idle) - self.settings.instances_min_idle)]:
+            if now - instance.idle_since >= self.settings.instance_idle_seconds:
+                log.info("instance %s idle for %.0f s: stopping it", instance.id, now - instance.idle_since)
+                self._background(self.pool.stop(instance, self.settings.triton_stop_grace_seconds))
+
     def _drop(self, job: QueuedJob, reason: str) -> None:
         self.queue.remove(job)
         self.runner.finish(job.id, JobStatus.FAULTED, reason)
@@ -211,14 +282,24 @@ class Scheduler:
     def _unload_removed(self, digests: dict[str, str]) -> None:
         """Idle instances unload models no longer in the repository (in the background)."""
         for instance in self.pool.instances.values():
-            gone = [name for name in instance.loaded if name not in digests]
+            gone = [name for name in instance.loaded if name not in digests and (instance.id, name) not in self.unloading]
             if instance.state is InstanceState.IDLE and gone and instance.server is not None:
-                for name in gone:
-                    instance.loaded.pop(name)
-                    instance.last_used.pop(name, None)
-                task = asyncio.create_task(_unload(instance, gone))
-                self.unloading.add(task)
-                task.add_done_callback(self.unloading.discard)
+                self.unloading |= {(instance.id, name) for name in gone}
+                self._background(self._unload(instance, gone))
+
+    async def _unload(self, instance: Instance, names: list[str]) -> None:
+        for name in names:
+            try:
+                await self.runner.preparer.unload(instance, name, "removed")
+            except TritonError as exc:
+                log.warning("%s", exc)
+            finally:
+                self.unloading.discard((instance.id, name))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     # -- what people see ---------------------------------------------------------------------
 
@@ -232,12 +313,3 @@ class Scheduler:
     def waiting(self, now: float) -> list[str]:
         return [job.id for job in queue_order(self.queue, now, self.settings.priority_aging_seconds)]
 
-
-async def _unload(instance: Instance, names: list[str]) -> None:
-    assert instance.server is not None
-    for name in names:
-        try:
-            await instance.server.unload(name)
-            log.info("instance %s: unloaded removed model %s", instance.id, name)
-        except TritonError as exc:
-            log.warning("%s", exc)

@@ -247,6 +247,13 @@ class Store:
                 (state.value, instance, now, job_id),
             )
 
+    def requeue_job(self, job_id: str, reason: str) -> None:
+        """Back to PENDING: its instance died before any of its operators started."""
+        with self._tx() as db:
+            state = job_transition(job_id, self._job_state(db, job_id), "requeue")
+            db.execute("UPDATE jobs SET state = ?, instance = NULL, started_at = NULL, reason = ? WHERE id = ?",
+                       (state.value, reason, job_id))
+
     def note_wait(self, job_id: str, reason: str) -> None:
         """Why a PENDING job has not started yet (cleared when it starts)."""
         with self._tx() as db:
@@ -306,6 +313,10 @@ class Store:
         ops = self.db.execute("SELECT * FROM operators WHERE job_id = ? ORDER BY position", (job["id"],))
         job["operators"] = [dict(op) for op in ops]
         return job
+
+    def most_used_pipeline(self) -> Optional[str]:
+        row = self.db.execute("SELECT pipeline FROM jobs GROUP BY pipeline ORDER BY count(*) DESC LIMIT 1").fetchone()
+        return str(row["pipeline"]) if row else None
 
     def job_counts(self) -> dict[str, int]:
         """Jobs by state, and stopped ones by status: {"PENDING": n, ..., "HEALTHY": n, ...}."""

@@ -269,10 +269,22 @@ class TritonServer:
         return stamp.string_value if stamp is not None else None
 
     async def unload(self, model: str) -> None:
+        """Unload ``model`` and wait until Triton has (its unload returns while the model is still
+        UNLOADING, and its memory is given back only after)."""
         try:
             await asyncio.to_thread(self.client.unload_model, model, client_timeout=LOAD_TIMEOUT)
         except InferenceServerException as exc:
             raise TritonError(f"unloading {model} on {self.id} failed: {_first_line(exc.message())}") from None
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        while await self._states(model) & {"UNLOADING", "READY"} and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def _states(self, model: str) -> set[str]:
+        try:
+            index = await asyncio.to_thread(self.client.get_model_repository_index)
+        except InferenceServerException as exc:
+            raise TritonError(f"{self.id} did not answer: {_first_line(exc.message())}") from None
+        return {entry.state for entry in index.models if entry.name == model}
 
     async def ready_models(self) -> set[str]:
         try:
