@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     instance_idle_seconds: float = Field(0.0, ge=0, description="Idle instances beyond instances_min_idle stop after "
                                          "this long; 0: they stay.")
     instances_min_idle: int = Field(1, ge=0, description="Idle instances kept however long they are idle.")
+    placement_policy: Literal["clarad", "any-idle", "fresh"] = Field(
+        "clarad", description="How jobs get instances; the others are baselines for benchmarks.")
     keep_warm: bool = Field(False, description="Keep an instance warm with the most used pipeline's models.")
     load_timeout_seconds: float = Field(900.0, gt=0, description="A model load taking longer faults the job.")
 

@@ -102,6 +102,7 @@ class Decision:
     unload: tuple[str, ...] = ()
     reuse: Optional[Reuse] = None
     memory: int = 0  # bytes the loads are expected to add on the instance's memory domain
+    single_use: bool = False  # the instance stops when the job ends (the "fresh" baseline)
 
 
 def _current(view: InstanceView, name: str, digests: Mapping[str, str]) -> bool:
@@ -231,3 +232,43 @@ def _no_option(want: list[str], instances: Sequence[InstanceView], free_slots: S
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
+
+
+# -- baselines, for benchmarks (placement_policy): what a user would do without clarad -------------
+
+
+def decide_fresh(wanted: Sequence[str], digests: Mapping[str, str], instances: Sequence[InstanceView],
+                 free_slots: Sequence[str], max_models: int, world: World = World()) -> Decision:
+    """A fresh Triton for every job, loaded with its models and stopped after it."""
+    want = list(dict.fromkeys(wanted))
+    if not want:
+        return Decision(Action.NONE, "the job's operators ask for no model")
+    if not free_slots:
+        return Decision(Action.WAIT, f"all {len(instances)} instance(s) are in use and no slot is free")
+    return Decision(Action.START, f"a fresh instance per job: starting one in slot {free_slots[0]}",
+                    slot=free_slots[0], load=tuple(want), reuse=Reuse.MISS, single_use=True)
+
+
+def decide_any_idle(wanted: Sequence[str], digests: Mapping[str, str], instances: Sequence[InstanceView],
+                    free_slots: Sequence[str], max_models: int, world: World = World()) -> Decision:
+    """The first idle instance, whatever it holds (least recently used models unloaded beyond
+    ``max_models``); a new one only when none is idle."""
+    want = list(dict.fromkeys(wanted))
+    idle = sorted((view for view in instances if view.idle), key=lambda view: view.id)
+    if not want:
+        return Decision(Action.NONE, "the job's operators ask for no model")
+    if not idle:
+        return replace(decide_fresh(want, digests, instances, free_slots, max_models), single_use=False,
+                       reason=f"no instance is idle: starting one in slot {free_slots[0]}" if free_slots else
+                       f"all {len(instances)} instance(s) are in use and no slot is free")
+    view = idle[0]
+    load = tuple(name for name in want if not _current(view, name, digests))
+    extra = sorted((n for n in view.loaded if n not in want), key=lambda n: (view.last_used.get(n, 0.0), n))
+    unload = tuple(extra[: max(0, len(extra) - (max_models - len(want)))])
+    held = len(want) - len(load)
+    kind = Reuse.HIT if not load else (Reuse.PARTIAL if held else Reuse.MISS)
+    return Decision(Action.REUSE, f"any idle instance: {view.id}", instance=view.id, load=load, unload=unload,
+                    reuse=kind)
+
+
+POLICIES = {"clarad": decide, "any-idle": decide_any_idle, "fresh": decide_fresh}

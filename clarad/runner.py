@@ -123,7 +123,7 @@ class JobRunner:
                     self.metrics.job_duration.observe(time.time() - running.started_at)
             except Exception:
                 log.exception("job %s: recording its end (%s: %s) failed", job.id, status.value, reason)
-            if instance is not None and not self.pool.give_back(instance, time.time()):
+            if instance is not None and (running.decision.single_use or not self.pool.give_back(instance, time.time())):
                 if instance.recycle is not None:
                     self.metrics.recycles.labels(instance.recycle[0]).inc()
                     log.info("instance %s recycled: %s", instance.id, instance.recycle[1])

@@ -169,8 +169,9 @@ class Scheduler:
             return world
         others = Counter(world.queued)
         others.subtract(job.pipeline.model_names)
-        decision = placement.decide(job.pipeline.model_names, digests, self.pool.views(), self.pool.free_slots(),
-                                    self.settings.max_models_per_instance, replace(world, queued=+others))
+        decide = placement.POLICIES[self.settings.placement_policy]
+        decision = decide(job.pipeline.model_names, digests, self.pool.views(), self.pool.free_slots(),
+                          self.settings.max_models_per_instance, replace(world, queued=+others))
         if decision.action is Action.WAIT:
             self._wait(job, f"waiting for an instance: {decision.reason}")
             return world
@@ -222,7 +223,7 @@ class Scheduler:
         that no instance holds (it waits for its GPUs), else (keep_warm) with the most used
         pipeline's. One per pass; what placement would start for them, within memory."""
         free = self.pool.free_slots()
-        if not free or self.launch_error is not None:
+        if not free or self.launch_error is not None or self.settings.placement_policy != "clarad":
             return
         wanted = [job.pipeline.model_names for job in queue_order(self.queue, now, self.settings.priority_aging_seconds)]
         if self.settings.keep_warm and not wanted:

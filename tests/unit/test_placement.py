@@ -5,7 +5,18 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clarad.placement import Action, Decision, InstanceView, LoadCost, Memory, Reuse, World, decide
+from clarad.placement import (
+    Action,
+    Decision,
+    InstanceView,
+    LoadCost,
+    Memory,
+    Reuse,
+    World,
+    decide,
+    decide_any_idle,
+    decide_fresh,
+)
 
 D = {"a": "da", "b": "db", "c": "dc", "d": "dd", "e": "de"}
 
@@ -257,3 +268,21 @@ def test_never_over_memory_and_never_a_needless_load(
         current = {name for name, digest in chosen.loaded.items() if digests.get(name) == digest}
         assert not set(decision.load) & current  # never a needless load
         assert not set(decision.unload) & set(wanted)
+
+
+# -- the baselines -------------------------------------------------------------------------------
+
+
+def test_fresh_baseline_starts_a_single_use_instance_for_every_job() -> None:
+    assert decide_fresh(["a"], D, [idle("i0", {"a": "da"})], ["s1"], 8) == Decision(
+        Action.START, "a fresh instance per job: starting one in slot s1", slot="s1", load=("a",), reuse=Reuse.MISS,
+        single_use=True)
+    assert decide_fresh(["a"], D, [busy("i0")], [], 8).action is Action.WAIT
+
+
+def test_any_idle_baseline_takes_the_first_idle_instance_whatever_it_holds() -> None:
+    views = [idle("i1", {"a": "da"}), idle("i0", {"b": "db", "c": "dc"}, last_used={"b": 2.0, "c": 1.0})]
+    assert decide_any_idle(["a"], D, views, ["s2"], 2) == Decision(
+        Action.REUSE, "any idle instance: i0", instance="i0", load=("a",), unload=("c",), reuse=Reuse.MISS)
+    started = decide_any_idle(["a"], D, [busy("i0")], ["s1"], 2)
+    assert (started.action, started.slot, started.single_use) == (Action.START, "s1", False)
