@@ -1,7 +1,8 @@
 """GPU discovery behind a small interface: NVML on a real host, a fixed list as a stand-in.
 
 ``discover`` never raises: a host without a driver or without GPUs has no GPUs, and clarad runs
-CPU instances there.
+CPU instances there. A GPU with MIG enabled counts as its MIG devices, each its own slot and memory;
+a GPU NVML cannot read is left out (and logged).
 """
 
 from __future__ import annotations
@@ -77,11 +78,29 @@ def _each_device(read: Callable[[Any, int, Any], T], doing: str, say: Callable[.
     found = []
     for index in range(count):
         try:
-            found.append(read(pynvml, index, pynvml.nvmlDeviceGetHandleByIndex(index)))
+            found += [read(pynvml, index, handle) for handle in _devices(pynvml, pynvml.nvmlDeviceGetHandleByIndex(index))]
         except pynvml.NVMLError as exc:  # a GPU NVML cannot read is unhealthy: it is left out, the others stay
             log.warning("GPU %d left out while %s: %s", index, doing, exc)
     pynvml.nvmlShutdown()
     return found
+
+
+def _devices(pynvml: Any, handle: Any) -> list[Any]:
+    """What instances can be pinned to on one GPU: its MIG devices when MIG is on (each with its own
+    memory and UUID, for CUDA_VISIBLE_DEVICES), else the GPU itself."""
+    try:
+        current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
+    except pynvml.NVMLError:  # a GPU without MIG support
+        return [handle]
+    if current != pynvml.NVML_DEVICE_MIG_ENABLE:
+        return [handle]
+    migs = []
+    for slot in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            migs.append(pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot))
+        except pynvml.NVMLError:  # no MIG device configured at this index
+            continue
+    return migs
 
 
 class StaticGpus:

@@ -1,6 +1,11 @@
 """Instance slots from discovered GPUs, with the stand-in that hosts without NVML use."""
 
+import sys
+
+import pytest
+
 from clarad.gpus import Gpu, NvmlGpus, Slot, StaticGpus, slots
+from tests.unit.fake_nvml import Device, FakeNvml
 
 A100 = Gpu(0, "GPU-aaaa", "NVIDIA A100", 80 << 30)
 H100 = Gpu(1, "GPU-bbbb", "NVIDIA H100", 80 << 30)
@@ -46,25 +51,41 @@ def test_no_gpu_exports_no_gpu_samples() -> None:
     assert metrics.registry.get_sample_value("clarad_gpu_memory_used_bytes", {"gpu": "0", "uuid": "GPU-aaaa"}) is None
 
 
-def test_a_gpu_nvml_cannot_read_is_left_out_and_the_others_stay(monkeypatch) -> None:
-    import pynvml
+@pytest.fixture
+def nvml(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
+    fake = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake.module())
+    return fake
 
-    class Handle:
-        def __init__(self, index: int) -> None:
-            self.index = index
 
-    def name(handle: Handle) -> str:
-        if handle.index == 1:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
-        return f"GPU {handle.index}"
+GiB = 1 << 30
 
-    class Memory:
-        total, used = 80 << 30, 0
 
-    for attribute, value in {
-        "nvmlInit": lambda: None, "nvmlShutdown": lambda: None, "nvmlDeviceGetCount": lambda: 3,
-        "nvmlDeviceGetHandleByIndex": Handle, "nvmlDeviceGetName": name,
-        "nvmlDeviceGetMemoryInfo": lambda handle: Memory, "nvmlDeviceGetUUID": lambda handle: f"GPU-{handle.index}",
-    }.items():
-        monkeypatch.setattr(pynvml, attribute, value)
+def test_nvml_discovery_reads_every_gpu(nvml: FakeNvml) -> None:
+    nvml.devices = [Device("GPU-a", "NVIDIA A100", 80 * GiB), Device("GPU-b", "NVIDIA L4", 24 * GiB, mig=[])]
+    assert NvmlGpus().discover() == [Gpu(0, "GPU-a", "NVIDIA A100", 80 * GiB), Gpu(1, "GPU-b", "NVIDIA L4", 24 * GiB)]
+    assert nvml.initialized == 1
+
+
+def test_a_gpu_nvml_cannot_read_is_left_out_and_the_others_stay(nvml: FakeNvml) -> None:
+    nvml.devices = [Device("GPU-0", "a", GiB), Device("GPU-1", "b", GiB, lost=True), Device("GPU-2", "c", GiB)]
     assert [gpu.uuid for gpu in NvmlGpus().discover()] == ["GPU-0", "GPU-2"]
+    assert [reading.uuid for reading in NvmlGpus().memory()] == ["GPU-0", "GPU-2"]
+
+
+def test_mig_devices_are_slots_of_their_own_with_their_own_memory(nvml: FakeNvml) -> None:
+    migs = [Device("MIG-1", "NVIDIA A100 MIG 3g.40gb", 40 * GiB, used=GiB), Device("MIG-2", "NVIDIA A100 MIG 3g.40gb",
+                                                                                   40 * GiB)]
+    nvml.devices = [Device("GPU-a", "NVIDIA A100", 80 * GiB, mig=migs), Device("GPU-b", "NVIDIA T4", 16 * GiB)]
+    found = NvmlGpus().discover()
+    assert [(gpu.index, gpu.uuid, gpu.memory_total) for gpu in found] == [
+        (0, "MIG-1", 40 * GiB), (0, "MIG-2", 40 * GiB), (1, "GPU-b", 16 * GiB)]
+    assert [slot.cuda_visible_devices for slot in slots(found, per_gpu=1, cpu_instances=2)] == ["MIG-1", "MIG-2",
+                                                                                               "GPU-b"]
+    assert [(m.uuid, m.used) for m in NvmlGpus().memory()] == [("MIG-1", GiB), ("MIG-2", 0), ("GPU-b", 0)]
+
+
+def test_no_driver_means_no_gpu(nvml: FakeNvml) -> None:
+    nvml.driver = False
+    nvml.devices = [Device("GPU-a", "a", GiB)]
+    assert NvmlGpus().discover() == [] and NvmlGpus().memory() == []
