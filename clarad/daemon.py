@@ -115,7 +115,10 @@ class Daemon:
         def post(drop: inbox.Drop, renamed: bool) -> None:  # on the watchdog thread
             loop.call_soon_threadsafe(self.intake.on_event, drop, renamed)
 
-        observer = inbox.watch(self.layout.inbox, post)
+        def overflowed() -> None:  # on the watching thread: events were lost
+            loop.call_soon_threadsafe(self._rescan_now)
+
+        observer = inbox.watch(self.layout.inbox, post, overflowed)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -145,7 +148,7 @@ class Daemon:
 
     async def _loop(self) -> None:
         """Until told to stop: wait for a wake-up or what is due, take drops, converge."""
-        next_rescan = time.monotonic() + self.settings.rescan_seconds
+        self.next_rescan = time.monotonic() + self.settings.rescan_seconds
         delay = 0.0
         while not self.stopping.is_set():
             try:
@@ -156,14 +159,18 @@ class Daemon:
             if self.stopping.is_set():
                 return
             try:
-                if time.monotonic() >= next_rescan:
+                if time.monotonic() >= self.next_rescan:
                     await self.intake.rescan()
-                    next_rescan = time.monotonic() + self.settings.rescan_seconds
+                    self.next_rescan = time.monotonic() + self.settings.rescan_seconds
                 await self.intake.step(time.time())
                 delay = self.scheduler.run_pass(time.time())
             except Exception:  # keep the daemon alive; the log has the bug
                 log.exception("a pass of the loop failed")
                 delay = SETTLE_POLL
+
+    def _rescan_now(self) -> None:
+        self.next_rescan = 0.0
+        self.wake()
 
     def _stop(self) -> None:
         self.stopping.set()

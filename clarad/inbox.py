@@ -7,7 +7,7 @@
 A drop moved in by rename is complete at once. Anything else (``cp -r``, a slow writer) is complete
 once its observation (entries, bytes, newest mtime) has not changed for ``settle`` seconds: that rule
 is the pure ``settle_step``. Names starting with ``.`` or ending in ``.partial``/``.tmp`` are not
-drops yet. watchdog's events only say *where to look*; a start-up and a periodic rescan find
+drops yet. Events (inotify.py, else watchdog's polling) only say *where to look*; a start-up and a periodic rescan find
 whatever the events missed, so a lost event delays a drop but never loses it.
 """
 
@@ -18,12 +18,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers.api import BaseObserver
-from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
+
+from clarad.inotify import InboxWatcher
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ def settle_step(
 
 
 class _Forward(FileSystemEventHandler):
+    """The polling observer's events, as drops."""
+
     def __init__(self, inbox: Path, notify: Callable[[Drop, bool], None]) -> None:
         self.inbox = inbox
         self.notify = notify
@@ -140,28 +142,35 @@ class _Forward(FileSystemEventHandler):
         if event.event_type in ("opened", "closed_no_write"):
             return
         target = getattr(event, "dest_path", "") or event.src_path
-        drop = drop_at(self.inbox, Path(os.fsdecode(target)))
-        if drop is not None:
-            # A rename whose destination *is* the drop means the writer finished elsewhere.
-            self.notify(drop, event.event_type == "moved" and Path(os.fsdecode(target)) == drop.path)
+        _forward(self.inbox, Path(os.fsdecode(target)), event.event_type == "moved", self.notify)
 
 
-def watch(inbox: Path, notify: Callable[[Drop, bool], None]) -> BaseObserver:
-    """Start watching ``inbox``; inotify where it works, else polling (and the log says which)."""
-    # Full events: a directory renamed in from outside the inbox is reported as moved (with an empty
-    # source), not as created, so a finished drop is taken at once instead of after settling.
-    makers: list[tuple[Callable[[], BaseObserver], str]] = [
-        (lambda: InotifyObserver(generate_full_events=True), "inotify"),
-        (PollingObserver, "polling"),
-    ]
-    for make, label in makers:
-        try:
-            observer = make()
-            observer.schedule(_Forward(inbox, notify), str(inbox), recursive=True)
-            observer.start()
-        except OSError as exc:
-            log.warning("inbox watcher %s unavailable (%s); trying the next", label, exc)
-            continue
-        log.info("watching %s with %s", inbox, label)
-        return observer
-    raise OSError(f"cannot watch {inbox}")
+def _forward(inbox: Path, path: Path, moved: bool, notify: Callable[[Drop, bool], None]) -> None:
+    drop = drop_at(inbox, path)
+    if drop is not None:
+        # A rename whose destination *is* the drop means the writer finished elsewhere.
+        notify(drop, moved and path == drop.path)
+
+
+def watch(inbox: Path, notify: Callable[[Drop, bool], None], overflow: Callable[[], None]) -> Watcher:
+    """Start watching ``inbox``; inotify where it works, else polling (and the log says which).
+    ``notify`` and ``overflow`` (events were lost: rescan) are called on the watching thread."""
+    folders = [inbox / kind for kind in KINDS]
+    try:
+        watcher = InboxWatcher(folders, [inbox / "jobs"], lambda path, moved: _forward(inbox, path, moved, notify),
+                               overflow)
+        watcher.start()
+        log.info("watching %s with inotify", inbox)
+        return watcher
+    except OSError as exc:
+        log.warning("inotify unavailable for %s (%s): polling it instead", inbox, exc)
+    observer = PollingObserver()
+    observer.schedule(_Forward(inbox, notify), str(inbox), recursive=True)
+    observer.start()
+    return observer
+
+
+class Watcher(Protocol):
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float) -> None: ...

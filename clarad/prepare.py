@@ -28,6 +28,8 @@ from clarad.store import Store
 
 log = logging.getLogger("clarad")
 
+RELEASE_WAIT = 5.0  # seconds an unload's memory has to come back before the instance counts as leaking
+
 
 class Preparer:
     def __init__(self, settings: Settings, layout: Layout, store: Store, metrics: Metrics, pool: Pool,
@@ -111,12 +113,18 @@ class Preparer:
         instance.last_used.pop(name, None)
         before = await instance.server.memory_used()
         await instance.server.unload(name)
-        freed = before - await instance.server.memory_used()
         self.metrics.model_unloads.labels(why).inc()
+        cost = self.costs.known.get((name, digest or "", instance.slot.device))
+        expected = self.settings.recycle_unload_share * cost.memory if cost is not None else 0.0
+        # Memory comes back a moment after Triton reports the model unloaded (its backend's process
+        # exits, its allocator returns pages): wait for it, within a bound, before anything is loaded
+        # into that room.
+        deadline = time.monotonic() + RELEASE_WAIT
+        while (freed := before - await instance.server.memory_used()) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         log.info("instance %s: unloaded %s (%s; %.1f MiB given back)", instance.id, name,
                  "to make room" if why == "room" else "removed from the repository", freed / 2**20)
-        cost = self.costs.known.get((name, digest or "", instance.slot.device))
-        if cost is not None and freed < self.settings.recycle_unload_share * cost.memory:
+        if cost is not None and freed < expected:
             self.mark_for_recycling(instance, "leak", f"unloading {name} gave back {freed / 2**20:.0f} MiB of the "
                                               f"{cost.memory / 2**20:.0f} MiB its load took")
 

@@ -147,3 +147,48 @@ def test_observe_of_a_single_file(tmp_path: Path) -> None:
     file.write_bytes(b"name: p\n")
     os.utime(file, ns=(1_000_000_000, 2_000_000_000))
     assert observe(file) == (1, 8, 2_000_000_000)
+
+
+# -- inotify ---------------------------------------------------------------------------------------
+
+
+def test_parse_reads_each_event_with_its_name() -> None:
+    import struct
+
+    from clarad.inotify import IN_CREATE, IN_MOVED_TO, parse
+
+    def event(wd: int, mask: int, name: bytes) -> bytes:
+        padded = name + b"\0" * (16 - len(name) % 16)
+        return struct.pack("iIII", wd, mask, 0, len(padded)) + padded
+
+    buffer = event(1, IN_CREATE, b"model") + event(2, IN_MOVED_TO, b"x.yaml") + struct.pack("iIII", 3, 0x4000, 0, 0)
+    assert list(parse(buffer)) == [(1, IN_CREATE, "model"), (2, IN_MOVED_TO, "x.yaml"), (3, 0x4000, "")]
+
+
+def test_watcher_reports_renames_at_once_and_watches_new_pipeline_folders(tmp_path) -> None:
+    import queue
+
+    from clarad.inotify import InboxWatcher
+
+    inbox = tmp_path / "inbox"
+    for kind in ("models", "pipelines", "jobs"):
+        (inbox / kind).mkdir(parents=True)
+    seen: "queue.Queue[tuple[Path, bool]]" = queue.Queue()
+    watcher = InboxWatcher([inbox / k for k in ("models", "pipelines", "jobs")], [inbox / "jobs"],
+                           lambda path, moved: seen.put((path, moved)), lambda: None)
+    watcher.start()
+    try:
+        (tmp_path / "p.yaml").write_text("x")
+        (tmp_path / "p.yaml").rename(inbox / "pipelines" / "p.yaml")
+        assert seen.get(timeout=5) == (inbox / "pipelines" / "p.yaml", True)
+        (inbox / "jobs" / "p").mkdir()
+        assert seen.get(timeout=5) == (inbox / "jobs" / "p", False)
+        (tmp_path / "payload").write_text("1")
+        (tmp_path / "payload").rename(inbox / "jobs" / "p" / "payload")
+        assert seen.get(timeout=5) == (inbox / "jobs" / "p" / "payload", True)
+        (inbox / "jobs" / "p" / "payload").rename(tmp_path / "taken")  # leaving the inbox: no drop event
+        (tmp_path / "next").write_text("2")
+        (tmp_path / "next").rename(inbox / "jobs" / "p" / "next")
+        assert seen.get(timeout=5) == (inbox / "jobs" / "p" / "next", True)
+    finally:
+        watcher.stop()
