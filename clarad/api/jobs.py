@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from clarad.daemon import Daemon
 
 J = jobs_pb2
-LIST_LIMIT = 10_000  # newest jobs List looks at (the store is read on the loop)
+LIST_LIMIT = 1000  # the newest jobs List looks at (the store is read on the loop)
 
 
 def state(job: dict[str, Any]) -> Any:

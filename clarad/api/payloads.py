@@ -162,6 +162,7 @@ class PayloadsService(payloads_pb2_grpc.PayloadsServicer):
             size = await receive_file(chunks(), partial, self.d.settings.api_upload_max_bytes,
                                       f"payload {payload.id}: {name}")
             partial.chmod(mode)
+            self._writable(self.find(first.payload_id))  # the job may have been started meanwhile
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)

@@ -224,3 +224,19 @@ def test_instances_show_the_models_clarad_loaded_for_a_job(clarad: Clarad, api: 
     missing = list(api.models.ReadInstance(models_pb2.ModelsReadInstanceRequest(
         header=HEADER, instance_id=identifier("nonesuch"))))
     assert [r.header.code for r in missing] == [-2]
+
+
+def test_utilization_reports_each_gpu_nvml_reads(tmp_path: Path) -> None:
+    """With two stand-in GPUs in place of NVML's answer (tests/e2e/standin_gpus.py)."""
+    daemon = Clarad(tmp_path / "state", CLARAD_USE_GPUS="true")
+    daemon.command = [sys.executable, "-m", "tests.e2e.standin_gpus", "2"]
+    daemon.start()
+    stubs = Stubs(f"127.0.0.1:{daemon.api_port}")
+    try:
+        usage = list(stubs.clara.Utilization(clara_pb2.ClaraUtilizationRequest(header=HEADER)))
+        gpus = [(g.pcie_id, g.memory_used, g.memory_free, len(g.process_details)) for g in usage[0].gpu_metrics]
+        assert (usage[0].header.code, gpus) == (0, [(0, 0, 16 << 30, 0), (1, 0, 16 << 30, 0)])
+        assert usage[0].gpu_metrics[0].timestamp.value > 62_135_596_800
+    finally:
+        stubs.close()
+        daemon.stop()
