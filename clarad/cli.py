@@ -58,17 +58,19 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def format_models(models: list[dict[str, Any]]) -> str:
-    rows = [[m["name"], m["id"], m["backend"], ",".join(map(str, m["versions"])), m["digest"][:12], _size(m["size"]),
-             _when(m["added_at"])] for m in models]
-    return _table(rows, ["NAME", "ID", "BACKEND", "VERSIONS", "REVISION", "SIZE", "ADDED"])
+    rows = [[m["name"], m["id"], m["type"], m["backend"], ",".join(map(str, m["versions"])), m["digest"][:12],
+             _size(m["size"]), _when(m["added_at"])] for m in models]
+    return _table(rows, ["NAME", "ID", "TYPE", "BACKEND", "VERSIONS", "REVISION", "SIZE", "ADDED"])
 
 
 def format_model(model: dict[str, Any]) -> str:
     lines = [
         f"model {model['name']} (id {model['id']})",
         f"revision: {model['digest']}",
-        f"backend: {model['backend']}, versions: {','.join(map(str, model['versions']))}, size: {_size(model['size'])}",
+        f"type: {model['type']}, backend: {model['backend']}, versions: {','.join(map(str, model['versions']))}, "
+        f"size: {_size(model['size'])}",
         f"added {_when(model['added_at'])} from {model['source']}",
+        "metadata: " + (", ".join(f"{k}={v}" for k, v in model.get("metadata", {}).items()) or "-"),
         f"path: {model['path']}",
         f"needed by pipelines: {', '.join(model['pipelines']) or '-'}",
         "loaded on instances: " + (", ".join(
@@ -140,12 +142,28 @@ def cmd_run(ns: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_add(ns: argparse.Namespace, settings: Settings) -> int:
-    result = _ask(settings, Command.MODELS_ADD, {"path": str(ns.path.resolve())})
+    result = _ask(settings, Command.MODELS_ADD, {"path": str(ns.path.resolve()), "type": ns.type})
     if ns.json:
         return _show(ns, result, str)
     print(f"model {result['name']}: " + (f"revision {result['digest'][:12]} added" if result["changed"]
                                           else f"unchanged (same content as revision {result['digest'][:12]})"))
     return 0
+
+
+def cmd_models_remove(ns: argparse.Namespace, settings: Settings) -> int:
+    """Remove each model named; one refused does not stop the others (exit 1 if any was)."""
+    results, failed = [], 0
+    for key in ns.model:
+        try:
+            results.append(_ask(settings, Command.MODELS_REMOVE, {"model": key, "force": ns.force}))
+            if not ns.json:
+                print(f"model {results[-1]['name']} removed")
+        except ClaradError as exc:
+            failed += 1
+            print(f"clarad: {key}: {exc}", file=sys.stderr)
+    if ns.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
 
 
 def cmd_models_download(ns: argparse.Namespace, settings: Settings) -> int:
@@ -188,9 +206,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Run]] = {
     ("models", "show"): ("one model: revision, versions, pipelines, instances, kept revisions",
                          lambda ns, s: _show(ns, _ask(s, Command.MODELS_SHOW, {"model": ns.model}), format_model)),
     ("models", "add"): ("add a model directory or .zip/.tar.gz/.tgz archive (copied; the source stays)", cmd_models_add),
-    ("models", "remove"): ("remove a model (refused while a pipeline needs it, unless --force)",
-                           lambda ns, s: _show(ns, _ask(s, Command.MODELS_REMOVE, {"model": ns.model, "force": ns.force}),
-                                               lambda r: f"model {r['name']} removed")),
+    ("models", "remove"): ("remove models (each refused while a pipeline needs it, unless --force)", cmd_models_remove),
     ("models", "rollback"): ("make a kept revision live again (default: the most recent one)",
                              lambda ns, s: _show(ns, _ask(s, Command.MODELS_ROLLBACK, {"model": ns.model, "revision": ns.revision}),
                                                  lambda r: f"model {r['name']} now at revision {r['digest'][:12]} (was {r['previous'][:12]})")),
@@ -231,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         if words[0] == "models" and words[1] != "list":
             if words[1] == "add":
                 sub.add_argument("path", type=Path, help="model directory or archive")
+                sub.add_argument("-t", "--type", help="Clara's model type (tensorflow, tensorrt, pytorch, unknown): "
+                                                      "refused if the model's backend says otherwise")
+            elif words[1] == "remove":
+                sub.add_argument("model", nargs="+", help="model names, ids, or unique id prefixes")
             else:
                 sub.add_argument("model", help="model name, id, or unique id prefix")
         if words == ("models", "remove"):
@@ -240,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         if words == ("models", "download"):
             sub.add_argument("-o", "--output", type=Path, required=True, help="zip file to write")
         if words == ("jobs", "create"):
-            sub.add_argument("pipeline", help="pipeline name")
+            sub.add_argument("pipeline", help="pipeline name or id")
             sub.add_argument("path", type=Path, help="payload: a file or a directory")
             sub.add_argument("--name", help="job name (default: the payload's name)")
             sub.add_argument("-i", "--priority", default="normal", help="low, normal, high or immediate (Clara's lower/higher too)")

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     metrics_address: str = Field("127.0.0.1", description="Address of the Prometheus /metrics endpoint.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="0 turns the metrics endpoint off.")
 
+    api_address: str = Field("127.0.0.1", description="Address of Clara's gRPC Platform API (0.0.0.0: every interface).")
+    api_port: int = Field(30031, ge=0, le=65535, description="TCP port of Clara's gRPC API (Clara's own); 0 turns it off.")
+    api_socket: Optional[Path] = Field(None, description="Also serve Clara's gRPC API on this Unix socket.")
+    api_upload_max_bytes: int = Field(64 << 30, gt=0, description="Largest model zip or payload file one upload may bring.")
+
     settle_seconds: float = Field(2.0, ge=0, description="A copied drop is taken once quiet this long.")
     rescan_seconds: float = Field(30.0, gt=0, description="Period of the inbox rescan that finds missed events.")
 

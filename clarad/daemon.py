@@ -7,9 +7,9 @@ signal handlers set an event, control requests are coroutines on the loop, and /
 snapshot the last pass published.
 
 The loop: wait for a wake-up (or the next deadline), take settled drops, run one scheduling pass.
-Shutdown order: stop taking drops and requests, cancel running jobs (each stops its operators and
-returns its instance), stop the Triton instances, close the store. Queued jobs stay PENDING in the
-store and run after the next start.
+Shutdown order: stop taking drops and requests (control socket, Clara's gRPC API), cancel running
+jobs (each stops its operators and returns its instance), stop the Triton instances, close the
+store. Queued jobs stay PENDING in the store and run after the next start.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ log = logging.getLogger("clarad")
 SETTLE_POLL = 0.1  # seconds between looks at drops that are still being written
 # Settings a running daemon cannot change: where it lives, what it listens on, its instance slots.
 RESTART_TO_CHANGE = frozenset({
-    "state_dir", "metrics_address", "metrics_port", "triton_binary", "triton_backend_dir", "use_gpus",
-    "instances_per_gpu", "cpu_instances",
+    "state_dir", "metrics_address", "metrics_port", "api_address", "api_port", "api_socket", "triton_binary",
+    "triton_backend_dir", "use_gpus", "instances_per_gpu", "cpu_instances",
 })
 
 
@@ -111,6 +111,9 @@ class Daemon:
                  f"{len(self.gpus)} GPU(s)" if self.gpus else "no GPU, CPU instances", len(self.pool.slots))
         self.scheduler.recover()
         server = await control.serve(control.socket_path(self.layout.root), Handlers(self))
+        from clarad.api import server as api  # here: Clara's protobuf names load only into a running daemon
+
+        api_server = await api.serve(self)
         http = self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
         def post(drop: inbox.Drop, renamed: bool) -> None:  # on the watchdog thread
             loop.call_soon_threadsafe(self.intake.on_event, drop, renamed)
@@ -134,6 +137,7 @@ class Daemon:
         notify("STOPPING=1")
         observer.stop()
         server.close()
+        await api.stop(api_server)
         if keepalive is not None:
             keepalive.cancel()
         await self.intake.stop()

@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from clarad import archives, repository
 from clarad.errors import ModelRejected, PipelineRejected, RejectedDrop
@@ -59,7 +59,7 @@ class Ingest:
                 await self.add_model(drop.path, f"inbox:{drop.path.name}", consume=True)
                 return None
             if drop.kind == "pipelines":
-                self._pipeline(drop.path)
+                self.add_pipeline(drop.path)
                 return None
             return self._payload(drop)
         except RejectedDrop as exc:
@@ -71,11 +71,14 @@ class Ingest:
 
     # -- models --------------------------------------------------------------------------------
 
-    async def add_model(self, source: Path, origin: str, consume: bool) -> dict[str, Any]:
+    async def add_model(self, source: Path, origin: str, consume: bool, name: Optional[str] = None,
+                        model_type: Optional[str] = None) -> dict[str, Any]:
         """Validate and install a model directory or archive at ``source``.
 
         ``consume``: the source is the inbox's, so a directory is moved in and an accepted archive
-        removed; otherwise (``clarad models add``) the source is copied and left alone.
+        removed; otherwise (``clarad models add``, an upload) the source is copied and left alone.
+        ``name`` and ``model_type`` (Clara's, see ``repository.clara_type``), when given, are what
+        the sender says the model is: a model that is something else is refused.
         """
         began = time.monotonic()
         staging = self.layout.staging / new_id()
@@ -83,6 +86,7 @@ class Ingest:
         try:
             model_dir = await asyncio.to_thread(self._stage, source, staging, consume)
             info = await asyncio.to_thread(repository.inspect_model, model_dir)
+            _check_claims(info, name, model_type)
             record = await self.models.install(model_dir, info, origin)
         except ModelRejected as exc:
             if not consume:
@@ -114,7 +118,8 @@ class Ingest:
 
     # -- pipelines and payloads ------------------------------------------------------------------
 
-    def _pipeline(self, path: Path) -> None:
+    def add_pipeline(self, path: Path) -> dict[str, Any]:
+        """Validate the definition at ``path`` and move it into pipelines/; return its record."""
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             raise PipelineRejected(f"{path.name}: a pipeline definition is a .yaml or .yml file", "layout")
         if path.stat().st_size > MAX_PIPELINE_BYTES:
@@ -131,14 +136,30 @@ class Ingest:
         self.metrics.drops_accepted.labels("pipelines").inc()
         log.info("pipeline %s accepted: %d operator(s), models %s", pipeline.name, len(pipeline.operators),
                  ", ".join(pipeline.model_names) or "none")
+        record = self.store.pipeline(pipeline.name)
+        assert record is not None
+        return record
+
+    def remove_pipeline(self, name: str) -> None:
+        """Forget a pipeline: its definition and record. Its jobs keep their own copy of it, and its
+        folder in inbox/jobs/ goes when empty (a payload dropped there later is rejected)."""
+        self.store.remove_pipeline(name)
+        (self.layout.pipelines / f"{name}.yaml").unlink(missing_ok=True)
+        try:
+            self.layout.job_inbox(name).rmdir()
+        except OSError:
+            pass
+        log.info("pipeline %s removed", name)
 
     def _payload(self, drop: Drop) -> NewJob:
         assert drop.pipeline is not None
         return self.create_job(drop.pipeline, drop.path, drop.path.name, Priority.NORMAL)
 
-    def create_job(self, pipeline_name: str, source: Path, name: str, priority: Priority) -> NewJob:
+    def create_job(self, pipeline_name: str, source: Path, name: str, priority: Priority,
+                   held: bool = False) -> NewJob:
         """A job of ``pipeline_name`` over the payload at ``source`` (a file or a directory, on
-        the state directory's file system), which is moved into the job's directory."""
+        the state directory's file system), which is moved into the job's directory. A ``held``
+        job waits to be started (Clara's create, then start); the caller queues the others."""
         record = self.store.pipeline(pipeline_name)
         if record is None:
             raise RejectedDrop(f"no pipeline named {pipeline_name!r}: drop its definition into inbox/pipelines first",
@@ -161,7 +182,7 @@ class Ingest:
                 "unreadable",
             ) from None
         self.store.create_job(job_id, pipeline.name, name, priority.value, [op.name for op in pipeline.operators],
-                              time.time())
+                              time.time(), held)
         self.metrics.drops_accepted.labels("jobs").inc()
         log.info("job %s created: pipeline %s, payload %s, priority %s", job_id, pipeline.name, name, priority.value)
         return NewJob(job_id)
@@ -186,6 +207,15 @@ class Ingest:
         Path(f"{target}.reason").write_text(reason + "\n", encoding="utf-8")
         self.metrics.drops_rejected.labels(drop.kind, label).inc()
         log.warning("rejected %s/%s: %s (kept as %s)", drop.kind, drop.path.name, reason, target.name)
+
+
+def _check_claims(info: repository.ModelInfo, name: Optional[str], model_type: Optional[str]) -> None:
+    if name is not None and name != info.name:
+        raise ModelRejected(f"{info.name}: the upload is named {name!r}, but the model in it is {info.name!r}", "name")
+    actual = repository.clara_type(info.backend)
+    if model_type is not None and model_type != actual:
+        raise ModelRejected(f"{info.name}: said to be of type {model_type}, but its backend {info.backend} "
+                            f"makes it {actual}", "config")
 
 
 def _remove(path: Path) -> None:

@@ -44,6 +44,11 @@ class Layout:
         return self.root / "jobs"
 
     @property
+    def payloads(self) -> Path:
+        """Clara's reusable payloads, made through the API: payloads/<id>/ holds its files."""
+        return self.root / "payloads"
+
+    @property
     def triton(self) -> Path:
         return self.root / "triton"
 
@@ -67,7 +72,7 @@ class Layout:
 
     def create(self) -> None:
         for path in (self.inbox / "models", self.inbox / "pipelines", self.inbox / "jobs", self.rejected,
-                     self.models, self.revisions, self.pipelines, self.jobs, self.triton):
+                     self.models, self.revisions, self.pipelines, self.jobs, self.payloads, self.triton):
             path.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(mode=0o700, exist_ok=True)
         self.staging.chmod(0o700)

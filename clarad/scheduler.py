@@ -101,6 +101,8 @@ class Scheduler:
             self.wake()
         elif job_id in self.running:
             self.running[job_id].stop(JobStatus.CANCELED, "canceled")
+        elif (self.store.job(job_id) or {}).get("held"):  # created, never started
+            self.runner.finish(job_id, JobStatus.CANCELED, "canceled before it was started")
         else:
             raise ClaradError(f"job {job_id} is not queued or running here")
 

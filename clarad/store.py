@@ -53,6 +53,14 @@ MIGRATIONS: list[str] = [
         load_seconds REAL NOT NULL, memory_bytes INTEGER NOT NULL, measured_at REAL NOT NULL,
         PRIMARY KEY (name, digest, device));
     """,
+    # 4: metadata of models, pipelines, jobs and payloads (Clara's, keys case-insensitive: ``folded``);
+    #    jobs created through the API are held until started
+    """
+    CREATE TABLE metadata (
+        kind TEXT NOT NULL, owner TEXT NOT NULL, folded TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (kind, owner, folded));
+    ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -150,6 +158,8 @@ class Store:
 
     def remove_model(self, name: str) -> None:
         with self._tx() as db:
+            db.execute("DELETE FROM metadata WHERE kind = 'model' AND owner IN (SELECT id FROM models WHERE name = ?)",
+                       (name,))
             db.execute("DELETE FROM models WHERE name = ?", (name,))
             db.execute("DELETE FROM model_revisions WHERE name = ?", (name,))
             db.execute("DELETE FROM model_costs WHERE name = ?", (name,))
@@ -219,19 +229,38 @@ class Store:
         row = self.db.execute("SELECT * FROM pipelines WHERE name = ?", (name,)).fetchone()
         return dict(row) if row else None
 
+    def find_pipeline(self, key: str) -> Optional[dict[str, Any]]:
+        """A pipeline by name (case-insensitive, as Clara's) or by id."""
+        row = self.db.execute("SELECT * FROM pipelines WHERE name = ? OR id = ?", (key, key.lower())).fetchone()
+        return dict(row) if row else None
+
+    def remove_pipeline(self, name: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM metadata WHERE kind = 'pipeline' AND owner IN "
+                       "(SELECT id FROM pipelines WHERE name = ?)", (name,))
+            db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
+
     # -- jobs ------------------------------------------------------------------------------------
 
     def create_job(self, job_id: str, pipeline: str, name: str, priority: str, operators: list[str],
-                   now: float) -> None:
+                   now: float, held: bool = False) -> None:
+        """A PENDING job; a ``held`` one is not queued (nor after a restart) until ``release_job``."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs (id, pipeline, name, priority, state, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, pipeline, name, priority, JobState.PENDING.value, now),
+                "INSERT INTO jobs (id, pipeline, name, priority, state, created_at, held, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, pipeline, name, priority, JobState.PENDING.value, now, int(held),
+                 "created; waiting to be started" if held else None),
             )
             db.executemany(
                 "INSERT INTO operators (job_id, name, position, state) VALUES (?, ?, ?, ?)",
                 [(job_id, op, i, OperatorState.PENDING.value) for i, op in enumerate(operators)],
             )
+
+    def release_job(self, job_id: str) -> None:
+        """A held job may be queued now."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET held = 0, reason = NULL WHERE id = ? AND held = 1", (job_id,))
 
     def _job_state(self, db: sqlite3.Connection, job_id: str) -> JobState:
         row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -297,7 +326,9 @@ class Store:
         return [self._job_dict(row) for row in rows]
 
     def jobs_in(self, state: JobState) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY created_at", (state.value,)).fetchall()
+        """Jobs in ``state``, oldest first; held jobs are left out (nothing is to be done with them)."""
+        rows = self.db.execute("SELECT * FROM jobs WHERE state = ? AND held = 0 ORDER BY created_at",
+                               (state.value,)).fetchall()
         return [self._job_dict(row) for row in rows]
 
     def job(self, job_id_or_prefix: str) -> Optional[dict[str, Any]]:
@@ -332,6 +363,20 @@ class Store:
         job = dict(row)
         job["models"] = json.loads(job["models"]) if job["models"] else {}
         return job
+
+    # -- metadata (Clara's, of a model, pipeline, job or payload) ------------------------------------
+
+    def metadata(self, kind: str, owner: str) -> dict[str, str]:
+        rows = self.db.execute("SELECT key, value FROM metadata WHERE kind = ? AND owner = ? ORDER BY key",
+                               (kind, owner))
+        return {row["key"]: row["value"] for row in rows}
+
+    def replace_metadata(self, kind: str, owner: str, items: dict[str, str]) -> None:
+        """Make ``items`` the whole metadata of ``owner`` (checked by clarad.metadata first)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM metadata WHERE kind = ? AND owner = ?", (kind, owner))
+            db.executemany("INSERT INTO metadata VALUES (?, ?, ?, ?, ?)",
+                           [(kind, owner, key.casefold(), key, value) for key, value in items.items()])
 
     # -- child processes (so a crash never leaves one unaccounted for) ---------------------------
 

@@ -17,6 +17,7 @@ from clarad import __version__
 from clarad.control.protocol import Command
 from clarad.errors import ClaradError, ModelRejected, RejectedDrop
 from clarad.jobs import JobState, Priority
+from clarad.repository import clara_type, parse_clara_type
 
 if TYPE_CHECKING:
     from clarad.daemon import Daemon
@@ -57,10 +58,12 @@ class Handlers:
         }
 
     def models_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.d.store.models()
+        return [{**model, "type": clara_type(model["backend"])} for model in self.d.store.models()]
 
     def models_show(self, args: dict[str, Any]) -> dict[str, Any]:
         model = self.d.models.show(str(args["model"]))
+        model["type"] = clara_type(model["backend"])
+        model["metadata"] = self.d.store.metadata("model", model["id"])
         model["costs"] = [row for row in self.d.store.load_costs() if row["name"] == model["name"]]
         model["instances"] = [
             {"id": i.id, "state": i.state.value, "current": i.loaded[model["name"]] == model["digest"]}
@@ -75,7 +78,8 @@ class Handlers:
         if not path.exists():
             raise ClaradError(f"{path}: no such file or directory")
         try:
-            return await self.d.ingest.add_model(path, f"cli:{path}", consume=False)
+            kind = parse_clara_type(str(args["type"])) if args.get("type") else None
+            return await self.d.ingest.add_model(path, f"cli:{path}", consume=False, model_type=kind)
         except ModelRejected as exc:
             raise ClaradError(f"refused: {exc}") from None
 
@@ -121,7 +125,9 @@ class Handlers:
         try:
             copy = staging / path.name
             await asyncio.to_thread(_copy_payload, path, copy)
-            job = self.d.ingest.create_job(str(args["pipeline"]), copy, str(args.get("name") or path.name), priority)
+            pipeline = self.d.store.find_pipeline(str(args["pipeline"]))  # by name or id, as Clara's CLI
+            job = self.d.ingest.create_job(pipeline["name"] if pipeline else str(args["pipeline"]), copy,
+                                           str(args.get("name") or path.name), priority)
         except RejectedDrop as exc:
             raise ClaradError(str(exc)) from None
         except OSError as exc:

@@ -7,11 +7,14 @@
 
 from clarad.repository.files import (
     BYTECODE_DIR,
+    CLARA_TYPES,
     DEFAULT_MODEL_FILES,
     REVISION_PARAMETER,
     ModelInfo,
+    clara_type,
     inspect_model,
     install,
+    parse_clara_type,
     parse_config,
     prune,
     restore,
@@ -21,6 +24,6 @@ from clarad.repository.files import (
 from clarad.repository.service import ModelRepository
 
 __all__ = [
-    "BYTECODE_DIR", "DEFAULT_MODEL_FILES", "REVISION_PARAMETER", "ModelInfo", "ModelRepository", "inspect_model",
-    "install", "parse_config", "prune", "restore", "stamped_config", "tree_digest",
+    "BYTECODE_DIR", "CLARA_TYPES", "DEFAULT_MODEL_FILES", "REVISION_PARAMETER", "ModelInfo", "ModelRepository",
+    "clara_type", "inspect_model", "install", "parse_clara_type", "parse_config", "prune", "restore", "stamped_config", "tree_digest",
 ]

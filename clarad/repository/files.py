@@ -43,6 +43,24 @@ DEFAULT_MODEL_FILES = {
 }
 
 
+# Clara's ModelType (UNKNOWN, TENSOR_FLOW, TENSOR_RT, PY_TORCH) follows from the backend or platform:
+# every backend Clara had no word for (python, onnxruntime, openvino, ...) is "unknown".
+CLARA_TYPES = ("unknown", "tensorflow", "tensorrt", "pytorch")
+
+
+def clara_type(backend: str) -> str:
+    """Clara's name for the type of a model served by ``backend`` (one of ``CLARA_TYPES``)."""
+    return next((kind for kind in CLARA_TYPES[1:] if backend.startswith(kind)), "unknown")
+
+
+def parse_clara_type(text: str) -> str:
+    """A type as Clara's CLI and enum spell it (``TensorRT``, ``MODEL_TYPE_PY_TORCH``, ``py_torch``)."""
+    word = text.lower().removeprefix("model_type_").replace("_", "").replace("-", "")
+    if word not in CLARA_TYPES:
+        raise ModelRejected(f"model type {text!r}: one of {', '.join(CLARA_TYPES)}", "invalid")
+    return word
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str

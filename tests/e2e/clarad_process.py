@@ -40,7 +40,10 @@ class Clarad:
         self.python = python
         self.umask = umask
         self.metrics_port = free_port()
-        self.env = {**os.environ, "CLARAD_SETTLE_SECONDS": "0.3", "CLARAD_USE_GPUS": "false", **settings}
+        self.api_port = free_port()
+        env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}  # as installed
+        self.env = {**env, "CLARAD_SETTLE_SECONDS": "0.3", "CLARAD_USE_GPUS": "false",
+                    "CLARAD_API_PORT": str(self.api_port), **settings}
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.log = state.parent / f"{state.name}-clarad.log"
         self.command = [python, "-m", "clarad"]  # what is started with `run --state-dir ...`

@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from clarad.cli import build_parser, format_job, format_jobs, format_models, format_pipelines, format_status, main
+from clarad.cli import (
+    build_parser,
+    format_job,
+    format_jobs,
+    format_model,
+    format_models,
+    format_pipelines,
+    format_status,
+    main,
+)
 
 T = 1_700_000_000.0
 WHEN = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(T))
@@ -59,19 +68,21 @@ def test_format_status_without_gpus_or_instances() -> None:
 
 def test_format_models_shows_short_revision_and_human_size() -> None:
     models = [
-        {"name": "affine", "id": "a" * 32, "digest": "0123456789abcdef" * 4, "backend": "python",
+        {"name": "affine", "id": "a" * 32, "digest": "0123456789abcdef" * 4, "backend": "python", "type": "unknown",
          "versions": [1, 3], "size": 1536, "source": "inbox:affine", "added_at": T},
-        {"name": "tiny", "id": "b" * 32, "digest": "f" * 64, "backend": "onnxruntime_onnx", "versions": [1],
-         "size": 100, "source": "inbox:tiny", "added_at": None},
+        {"name": "tiny", "id": "b" * 32, "digest": "f" * 64, "backend": "tensorrt_plan", "type": "tensorrt",
+         "versions": [1], "size": 100, "source": "inbox:tiny", "added_at": None},
     ]
     header, first, second = format_models(models).splitlines()
-    assert header.split() == ["NAME", "ID", "BACKEND", "VERSIONS", "REVISION", "SIZE", "ADDED"]
-    assert first.split() == ["affine", "a" * 32, "python", "1,3", "0123456789ab", "1.5", "KiB", *WHEN.split()]
-    assert second.split() == ["tiny", "b" * 32, "onnxruntime_onnx", "1", "ffffffffffff", "100", "B", "-"]
+    assert header.split() == ["NAME", "ID", "TYPE", "BACKEND", "VERSIONS", "REVISION", "SIZE", "ADDED"]
+    assert first.split() == ["affine", "a" * 32, "unknown", "python", "1,3", "0123456789ab", "1.5", "KiB",
+                             *WHEN.split()]
+    assert second.split() == ["tiny", "b" * 32, "tensorrt", "tensorrt_plan", "1", "ffffffffffff", "100", "B", "-"]
 
 
 def test_format_models_columns_line_up() -> None:
-    models = [{"name": n, "id": i, "digest": "d", "backend": "python", "versions": [1], "size": 1, "added_at": T}
+    models = [{"name": n, "id": i, "digest": "d", "backend": "python", "type": "unknown", "versions": [1], "size": 1,
+               "added_at": T}
               for n, i in (("a", "X1"), ("much_longer_name", "X2"))]
     header, first, second = format_models(models).splitlines()
     assert header.index("ID") == first.index("X1") == second.index("X2") == len("much_longer_name  ")
@@ -179,3 +190,19 @@ def test_status_without_a_daemon_exits_1_with_one_line(tmp_path: Path, capsys: p
     assert captured.out == ""
     assert captured.err.count("\n") == 1
     assert captured.err.startswith("clarad: clarad is not running")
+
+
+def test_parser_takes_several_models_to_remove_and_a_type_to_add() -> None:
+    removing = build_parser().parse_args(["models", "remove", "a", "b", "--force"])
+    assert (removing.model, removing.force) == (["a", "b"], True)
+    adding = build_parser().parse_args(["models", "add", "/m", "-t", "TensorRT"])
+    assert adding.type == "TensorRT"
+
+
+def test_format_model_shows_its_clara_type_and_metadata() -> None:
+    model = {"name": "seg", "id": "a" * 32, "digest": "d" * 64, "type": "tensorrt", "backend": "tensorrt_plan",
+             "versions": [1], "size": 10, "added_at": T, "source": "api:ipv4:127.0.0.1:5000", "path": "/m/seg",
+             "pipelines": [], "instances": [], "revisions": [], "metadata": {"Owner": "radiology"}}
+    text = format_model(model)
+    assert "type: tensorrt, backend: tensorrt_plan" in text
+    assert "metadata: Owner=radiology" in text

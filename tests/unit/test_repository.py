@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from clarad import repository
 from clarad.errors import ModelRejected
 from clarad.repository import inspect_model, tree_digest
 
@@ -235,3 +236,23 @@ def test_stamped_config_carries_the_revision_and_keeps_the_model_config() -> Non
     assert config["parameters"][REVISION_PARAMETER] == {"stringValue": "ab" * 32}
     assert config["name"] == "affine" and config["backend"] == "python"
     assert [i["name"] for i in config["input"]] == ["X"]
+
+
+@pytest.mark.parametrize("backend, kind", [
+    ("python", "unknown"), ("onnxruntime_onnx", "unknown"), ("tensorrt_plan", "tensorrt"), ("tensorrt", "tensorrt"),
+    ("pytorch_libtorch", "pytorch"), ("tensorflow_savedmodel", "tensorflow"), ("tensorflow_graphdef", "tensorflow"),
+])
+def test_clara_type_follows_the_backend(backend: str, kind: str) -> None:
+    assert repository.clara_type(backend) == kind
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("TensorRT", "tensorrt"), ("MODEL_TYPE_PY_TORCH", "pytorch"), ("tensor-flow", "tensorflow"), ("Unknown", "unknown"),
+])
+def test_clara_type_is_read_as_claras_cli_and_enum_spell_it(text: str, kind: str) -> None:
+    assert repository.parse_clara_type(text) == kind
+
+
+def test_unknown_clara_type_is_refused_with_the_choices() -> None:
+    with pytest.raises(ModelRejected, match="one of unknown, tensorflow, tensorrt, pytorch"):
+        repository.parse_clara_type("caffe")

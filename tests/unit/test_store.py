@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clarad.errors import ClaradError, TransitionError
-from clarad.jobs import JobStatus
+from clarad.jobs import JobState, JobStatus
 from clarad.store import MIGRATIONS, Store
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -204,3 +204,37 @@ def test_children_are_recorded_and_forgotten(store: Store) -> None:
     store.forget_child(101)
     store.forget_child(999)
     assert [c["pid"] for c in store.children()] == [202]
+
+
+def test_held_job_is_pending_but_not_recovered_until_released(store: Store) -> None:
+    store.create_job(JOB, "seg", "scan-1", "normal", ["a"], now=10.0, held=True)
+    store.create_job(OTHER, "seg", "scan-2", "normal", ["a"], now=11.0)
+    job = store.job(JOB)
+    assert job is not None and (job["state"], job["held"], job["reason"]) == (
+        "PENDING", 1, "created; waiting to be started")
+    assert [j["id"] for j in store.jobs_in(JobState.PENDING)] == [OTHER]
+    store.release_job(JOB)
+    assert [j["id"] for j in store.jobs_in(JobState.PENDING)] == [JOB, OTHER]
+    assert store.job(JOB)["reason"] is None  # type: ignore[index]
+
+
+def test_metadata_is_replaced_whole_and_goes_with_its_model_or_pipeline(store: Store) -> None:
+    model_id = store.accept_model("seg", "d" * 64, "python", [1], 10, "inbox:seg", 1.0)
+    pipeline_id = store.accept_pipeline("Liver", "name: Liver", 1.0)
+    store.replace_metadata("model", model_id, {"Owner": "a", "stage": "b"})
+    store.replace_metadata("model", model_id, {"Owner": "c"})
+    store.replace_metadata("pipeline", pipeline_id, {"k": "v"})
+    store.replace_metadata("job", JOB, {"k": "v"})
+    assert store.metadata("model", model_id) == {"Owner": "c"}
+    store.remove_model("seg")
+    store.remove_pipeline("liver")  # names are case-insensitive
+    assert (store.metadata("model", model_id), store.metadata("pipeline", pipeline_id)) == ({}, {})
+    assert store.metadata("job", JOB) == {"k": "v"}
+    assert store.pipelines() == []
+
+
+def test_pipeline_found_by_name_in_any_case_or_by_id(store: Store) -> None:
+    pipeline_id = store.accept_pipeline("Liver", "name: Liver", 1.0)
+    assert store.find_pipeline("LIVER")["id"] == pipeline_id  # type: ignore[index]
+    assert store.find_pipeline(pipeline_id.upper())["name"] == "Liver"  # type: ignore[index]
+    assert store.find_pipeline("kidney") is None
