@@ -108,7 +108,9 @@ class Instance:
     idle_since: float = 0.0
 
     def view(self) -> InstanceView:
-        return InstanceView(self.id, self.slot.id, self.state is _S.IDLE, dict(self.loaded), dict(self.last_used),
+        # An idle instance whose server has exited, before the pool has handled that exit, is not offered.
+        idle = self.state is _S.IDLE and self.server is not None and self.server.alive
+        return InstanceView(self.id, self.slot.id, idle, dict(self.loaded), dict(self.last_used),
                             Place(self.slot.device, self.slot.domain))
 
     def describe(self) -> dict[str, object]:
@@ -177,8 +179,8 @@ class Pool:
 
     def started(self, instance: Instance, server: Server) -> None:
         """The instance's tritonserver is up and ready; from now on its exit is noticed at once."""
-        instance.server = server
         self.move(instance, "started")
+        instance.server = server
         watcher = asyncio.ensure_future(self._watch(instance, server))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)

@@ -147,7 +147,7 @@ class Scheduler:
             if now >= running.deadline and running.stop_reason is None:
                 running.stop(JobStatus.FAULTED, f"timed out after {running.timeout:g} s")
         self._unload_removed(digests)
-        world = self._world(digests) if self.queue else World()
+        world = self.world(digests) if self.queue else World()
         for job in queue_order(self.queue, now, self.settings.priority_aging_seconds):
             world = self._offer(job, digests, world, now)
         self._prewarm(digests, world, now)
@@ -196,7 +196,7 @@ class Scheduler:
             return replace(world, queued=+others)
         return replace(world, queued=+others, memory=less(world.memory, {instance.slot.domain: decision.memory}))
 
-    def _world(self, digests: dict[str, str]) -> World:
+    def world(self, digests: dict[str, str]) -> World:
         """What placement needs to know this pass: costs, memory per domain, slots, the queue."""
         queued = Counter(name for job in self.queue for name in job.pipeline.model_names)
         devices = {slot.device for slot in self.pool.slots.values()}

@@ -32,9 +32,12 @@ class ModelledTriton:
     pid: int = field(default_factory=lambda: next(_pids))
     served: dict[str, Optional[str]] = field(default_factory=dict)  # model -> revision stamp
     loads: list[str] = field(default_factory=list)  # every load, in order
+    # every load: the model, the revision served before it, the revision it asked for
+    asked: list[tuple[str, Optional[str], Optional[str]]] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)  # models whose load fails
     stale: set[str] = field(default_factory=set)  # models whose load keeps the previous revision
-    gate: Optional[asyncio.Event] = None  # when set, loads wait for it
+    gate: Optional[asyncio.Event] = None  # when given, loads wait until it is set
+    held: set[str] = field(default_factory=set)  # models whose load waits at the gate now
     exit_reason: Optional[str] = None
     _exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -44,15 +47,20 @@ class ModelledTriton:
 
     async def load(self, model: str, config_json: str) -> None:
         if self.gate is not None:
-            await self.gate.wait()
+            self.held.add(model)
+            try:
+                await self.gate.wait()
+            finally:
+                self.held.discard(model)
         if not self.alive:
             raise TritonError(f"{self.id} did not answer: it exited")
         if model in self.failing:
             raise TritonError(f"loading {model} on {self.id} failed: modelled failure")
+        stamp = json.loads(config_json).get("parameters", {}).get(REVISION_PARAMETER, {}).get("stringValue")
         self.loads.append(model)
+        self.asked.append((model, self.served.get(model), stamp))
         if model not in self.stale or model not in self.served:
-            stamp = json.loads(config_json).get("parameters", {}).get(REVISION_PARAMETER, {})
-            self.served[model] = stamp.get("stringValue")
+            self.served[model] = stamp
 
     async def unload(self, model: str) -> None:
         self.served.pop(model, None)
@@ -89,12 +97,13 @@ class ModelledTriton:
 class ModelledLauncher:
     started: list[ModelledTriton] = field(default_factory=list)
     fail_next: Optional[str] = None  # the next start fails with this reason
+    gate: Optional[asyncio.Event] = None  # given to every server it starts (see ModelledTriton.gate)
 
     async def start(self, instance_id: str, slot: Slot, timeout: float) -> ModelledTriton:
         if self.fail_next is not None:
             reason, self.fail_next = self.fail_next, None
             raise TritonError(f"tritonserver {instance_id} exited with code 1: {reason}")
         port = 20_000 + 2 * len(self.started)
-        server = ModelledTriton(instance_id, slot.id, Ports(http=port, grpc=port + 1))
+        server = ModelledTriton(instance_id, slot.id, Ports(http=port, grpc=port + 1), gate=self.gate)
         self.started.append(server)
         return server
