@@ -80,12 +80,13 @@ def trace(jobs: int, pipelines: int, interval: float, rng: random.Random) -> lis
 
 
 class Daemon:
-    def __init__(self, work: Path, policy: str, instances: int) -> None:
+    def __init__(self, work: Path, policy: str, instances: int, max_models: int) -> None:
         self.state = work / "state"
         self.log = work / "clarad.log"
         self.port = free_port()
         self.env = {**os.environ, "CLARAD_USE_GPUS": "false", "CLARAD_CPU_INSTANCES": str(instances),
-                    "CLARAD_PLACEMENT_POLICY": policy, "CLARAD_SETTLE_SECONDS": "0.2"}
+                    "CLARAD_PLACEMENT_POLICY": policy, "CLARAD_SETTLE_SECONDS": "0.2",
+                    "CLARAD_MAX_MODELS_PER_INSTANCE": str(max_models)}
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "clarad", "run", "--state-dir", str(self.state),
                                           "--metrics-port", str(self.port)], env=self.env, stdout=out,
@@ -127,7 +128,7 @@ def run_policy(policy: str, args: argparse.Namespace, models: list[Path], sets: 
                jobs: list[tuple[float, int]], root: Path) -> dict[str, Any]:
     work = root / policy
     work.mkdir()
-    daemon = Daemon(work, policy, args.instances)
+    daemon = Daemon(work, policy, args.instances, args.max_models)
     try:
         for model in models:
             daemon.ask("models.add", path=str(model))
@@ -168,6 +169,7 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=8)
     parser.add_argument("--pipelines", type=int, default=6)
     parser.add_argument("--instances", type=int, default=2, help="CPU instance slots (default 2)")
+    parser.add_argument("--max-models", type=int, default=3, help="max_models_per_instance (default 3)")
     parser.add_argument("--megabytes", type=int, default=20, help="memory each model's load holds")
     parser.add_argument("--load-seconds", type=float, default=0.2, help="time each model's initialize() takes")
     parser.add_argument("--interval", type=float, default=0.3, help="mean seconds between arrivals")
