@@ -232,7 +232,8 @@ def ingest_once(work: Path, model: Path, steps: StepTimer) -> dict[str, float]:
     layout.create()
     store = Store(layout.database)
     try:
-        ingest = Ingest(layout, store, Metrics(), ModelRepository(layout, store, 3), archives.Limits(), gpus=0)
+        ingest = Ingest(layout, store, Metrics(), ModelRepository(layout, store, 3), archives.Limits(), gpus=0,
+                        max_models=8)
         dropped = layout.inbox / "models" / MODEL_NAME
         if model.stat().st_dev != dropped.parent.stat().st_dev:
             raise SystemExit(f"{model} and {dropped.parent} are on different file systems: the bench needs one")

@@ -82,7 +82,8 @@ class Daemon:
             self.launch_error = str(exc)
             log.error("%s; jobs that need models will fault", exc)
         limits = archives.Limits(s.archive_max_entries, s.archive_max_bytes, s.archive_max_ratio)
-        self.ingest = Ingest(layout, store, self.metrics, self.models, limits, len(self.gpus))
+        self.ingest = Ingest(layout, store, self.metrics, self.models, limits, len(self.gpus),
+                             s.max_models_per_instance)
         self.pool = Pool(slots(self.gpus, s.instances_per_gpu, s.cpu_instances),
                          on_lost=lambda instance, how: self.scheduler.on_lost(instance, how))
         self.costs = CostBook(store)
@@ -198,6 +199,7 @@ class Daemon:
         self.intake.settle_seconds = self.settings.settle_seconds
         self.ingest.limits = archives.Limits(new.archive_max_entries, new.archive_max_bytes, new.archive_max_ratio)
         self.models.revisions_kept = new.model_revisions_kept
+        self.ingest.max_models = self.settings.max_models_per_instance
         logging.getLogger().setLevel(self.settings.log_level)
         log.info("SIGHUP: settings read again; applied: %s", ", ".join(applied) or "no change")
         if fixed:

@@ -38,13 +38,14 @@ class NewJob:
 
 class Ingest:
     def __init__(self, layout: Layout, store: Store, metrics: Metrics, models: ModelRepository,
-                 limits: archives.Limits, gpus: int) -> None:
+                 limits: archives.Limits, gpus: int, max_models: int) -> None:
         self.layout = layout
         self.store = store
         self.metrics = metrics
         self.models = models
         self.limits = limits
         self.gpus = gpus  # GPUs clarad may give operators: a pipeline asking for more is refused
+        self.max_models = max_models  # models one instance may hold: one operator's must fit
 
     async def take(self, drop: Drop) -> NewJob | None:
         """Accept or reject one complete drop; return the job it created, if any."""
@@ -127,6 +128,10 @@ class Ingest:
         text = path.read_text(encoding="utf-8", errors="strict")
         pipeline = parse_pipeline(text)
         check_pipeline(pipeline, self.store.model_digests(), self.gpus)
+        for op in pipeline.operators:  # a job's models may be split over instances; one operator's may not
+            if len(set(op.model_names)) > self.max_models:
+                raise PipelineRejected(f'operator "{op.name}": asks for {len(set(op.model_names))} models; one '
+                                       f"instance may hold at most {self.max_models} (max_models_per_instance)")
         for key in ("orchestrator", "pull_secrets"):
             if getattr(pipeline, key) is not None:
                 log.info("pipeline %s: Kubernetes-era key %r ignored", pipeline.name, key.replace("_", "-"))

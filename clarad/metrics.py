@@ -81,7 +81,7 @@ class Metrics:
         )
         for status in ("HEALTHY", "FAULTED", "CANCELED"):
             self.jobs_finished.labels(status)
-        for reuse in ("hit", "partial", "miss"):
+        for reuse in ("hit", "partial", "miss", "split"):
             self.placements.labels(reuse)
 
     def watch_gpus(self, gpus: Gpus) -> None:

@@ -234,6 +234,26 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
 
 
+def operator_groups(operators: Sequence[Sequence[str]], max_models: int) -> list[tuple[str, ...]]:
+    """The model sets a job's instances serve: every operator's own models in one of them (Clara:
+    all models of one operator on one instance), one set for the whole job where they fit one
+    instance ("where possible" its operators share one), else as few as first-fit decreasing finds,
+    each within ``max_models``. An operator asking for more than ``max_models`` alone keeps its set
+    (placement refuses it)."""
+    wanted = [tuple(dict.fromkeys(models)) for models in operators if models]
+    union = tuple(dict.fromkeys(name for models in wanted for name in models))
+    if len(union) <= max_models:
+        return [union] if union else []
+    groups: list[list[str]] = []
+    for models in sorted(wanted, key=len, reverse=True):
+        group = next((g for g in groups if len(set(g) | set(models)) <= max_models), None)
+        if group is None:
+            groups.append(list(models))
+        else:
+            group.extend(name for name in models if name not in group)
+    return [tuple(group) for group in groups]
+
+
 # -- baselines, for benchmarks (placement_policy): what a user would do without clarad -------------
 
 

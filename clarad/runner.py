@@ -27,21 +27,31 @@ from clarad.errors import ClaradError
 from clarad.jobs import JobStatus, QueuedJob
 from clarad.layout import Layout
 from clarad.metrics import Metrics
-from clarad.operators import Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
+from clarad.operators import Endpoints, Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
 from clarad.pipelines import Operator
-from clarad.placement import Decision
+from clarad.placement import Action, Decision
 from clarad.pool import Instance, Pool
 from clarad.prepare import Preparer
 from clarad.store import Store
 
 log = logging.getLogger("clarad")
 
+NO_INSTANCE = Decision(Action.NONE, "the job's operators ask for no model")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One instance a job holds, the decision that gave it, and the models it serves the job."""
+
+    instance: Instance
+    decision: Decision
+    models: tuple[str, ...]
+
 
 @dataclass(eq=False)
 class RunningJob:
     job: QueuedJob
-    decision: Decision
-    instance: Optional[Instance]
+    leases: list[Lease]  # none for a job that asks for no model; several when its models are split
     gpus: list[str]
     started_at: float
     timeout: float  # seconds from started_at
@@ -53,6 +63,15 @@ class RunningJob:
     @property
     def deadline(self) -> float:
         return self.started_at + self.timeout
+
+    @property
+    def instance(self) -> Optional[Instance]:
+        """Its (first) instance."""
+        return self.leases[0].instance if self.leases else None
+
+    @property
+    def decision(self) -> Decision:
+        return self.leases[0].decision if self.leases else NO_INSTANCE
 
     def stop(self, status: JobStatus, reason: str) -> None:
         """Stop the job's work; it ends with the first reason given."""
@@ -80,10 +99,9 @@ class JobRunner:
         self.children = registry
         self.on_done = on_done  # the job has ended and its instance is back: its GPUs are free
 
-    def start(self, job: QueuedJob, decision: Decision, instance: Optional[Instance], gpus: list[str],
-              now: float) -> RunningJob:
+    def start(self, job: QueuedJob, leases: list[Lease], gpus: list[str], now: float) -> RunningJob:
         timeout = min(job.pipeline.timeout or self.settings.job_timeout_seconds, self.settings.job_timeout_max_seconds)
-        running = RunningJob(job, decision, instance, gpus, now, timeout)
+        running = RunningJob(job, leases, gpus, now, timeout)
         running.task = asyncio.create_task(self._life(running))
         return running
 
@@ -100,10 +118,11 @@ class JobRunner:
     # -- the life ----------------------------------------------------------------------------
 
     async def _life(self, running: RunningJob) -> None:
-        job, instance = running.job, running.instance
+        job = running.job
         status, reason = JobStatus.FAULTED, "internal error"
         try:
-            self.store.start_job(job.id, instance.id if instance else None, running.started_at)
+            self.store.start_job(job.id, ",".join(lease.instance.id for lease in running.leases) or None,
+                                 running.started_at)
             if running.stop_reason is None:
                 running.work = asyncio.ensure_future(self._work(running))
                 status, reason = await self._outcome(running)
@@ -123,12 +142,18 @@ class JobRunner:
                     self.metrics.job_duration.observe(time.time() - running.started_at)
             except Exception:
                 log.exception("job %s: recording its end (%s: %s) failed", job.id, status.value, reason)
-            if instance is not None and (running.decision.single_use or not self.pool.give_back(instance, time.time())):
-                if instance.recycle is not None:
-                    self.metrics.recycles.labels(instance.recycle[0]).inc()
-                    log.info("instance %s recycled: %s", instance.id, instance.recycle[1])
-                await self.pool.stop(instance, self.settings.triton_stop_grace_seconds)
+            await asyncio.gather(*(self._give_back(lease) for lease in running.leases))
             self.on_done(running)
+
+    async def _give_back(self, lease: Lease) -> None:
+        """Idle again if it was fully prepared and is healthy; else stopped (recycled, if marked)."""
+        instance = lease.instance
+        if not lease.decision.single_use and self.pool.give_back(instance, time.time()):
+            return
+        if instance.recycle is not None:
+            self.metrics.recycles.labels(instance.recycle[0]).inc()
+            log.info("instance %s recycled: %s", instance.id, instance.recycle[1])
+        await self.pool.stop(instance, self.settings.triton_stop_grace_seconds)
 
     async def _outcome(self, running: RunningJob) -> tuple[JobStatus, str]:
         work = running.work
@@ -152,16 +177,37 @@ class JobRunner:
         job = running.job
         workspace = Workspace(self.layout.job_dir(job.id))
         prepare_workspace(workspace, job.pipeline, self.settings.operator_user)
-        endpoints = None
-        if running.instance is not None:
-            endpoints = await self.preparer.prepare(running.instance, running.decision, job.pipeline.model_names)
-            self.store.note_job_models(job.id, {name: running.instance.loaded[name] for name in job.pipeline.model_names})
-            self.pool.move(running.instance, "loaded")
+        endpoints = await self._prepare_all(running.leases)
+        self.store.note_job_models(job.id, {name: lease.instance.loaded[name] for lease in running.leases
+                                            for name in lease.models})
+        for lease in running.leases:
+            self.pool.move(lease.instance, "loaded")
         self.metrics.ready_seconds.observe(max(0.0, time.time() - job.created_at))
 
+        def serving(op: Operator) -> Optional[Endpoints]:
+            """The instance holding all of the operator's models (every operator's are on one)."""
+            wanted = set(op.model_names)
+            return next((endpoints[n] for n, lease in enumerate(running.leases) if wanted <= set(lease.models)), None)
+
         async def run_one(op: Operator, gpus: list[str]) -> Outcome:
-            env = operator_env(os.environ, op, job.id, job.name, workspace, endpoints, ",".join(gpus))
+            env = operator_env(os.environ, op, job.id, job.name, workspace, serving(op), ",".join(gpus))
             return await run_operator(op, expand(op.argv, env), env, workspace, f"{job.id}/{op.name}", self.children,
                                       self.settings.operator_stop_grace_seconds, self.settings.operator_user)
 
         return await run_operators(job, self.store, running.gpus, run_one)
+
+    async def _prepare_all(self, leases: list[Lease]) -> list[Endpoints]:
+        """Every instance of the job ready at once; the first failure stops the others' preparation."""
+        tasks = [asyncio.ensure_future(self.preparer.prepare(lease.instance, lease.decision, lease.models))
+                 for lease in leases]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION) if tasks else None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await children.wait_through_cancel(asyncio.gather(*tasks, return_exceptions=True))
+        for task in tasks:  # the first real failure, not a sibling's cancellation
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+        return [task.result() for task in tasks]

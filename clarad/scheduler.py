@@ -35,7 +35,7 @@ from clarad.metrics import Metrics, Snapshot
 from clarad.pipelines import parse_pipeline
 from clarad.placement import Action, Memory, Place, World
 from clarad.pool import Instance, InstanceState, Pool
-from clarad.runner import JobRunner, RunningJob
+from clarad.runner import JobRunner, Lease, RunningJob
 from clarad.store import Store
 
 log = logging.getLogger("clarad")
@@ -171,30 +171,42 @@ class Scheduler:
             return world
         others = Counter(world.queued)
         others.subtract(job.pipeline.model_names)
+        world = replace(world, queued=+others)
         decide = placement.POLICIES[self.settings.placement_policy]
-        decision = decide(job.pipeline.model_names, digests, self.pool.views(), self.pool.free_slots(),
-                          self.settings.max_models_per_instance, replace(world, queued=+others))
-        if decision.action is Action.WAIT:
-            self._wait(job, f"waiting for an instance: {decision.reason}")
-            return world
-        if decision.action is Action.REFUSE:
-            self._drop(job, decision.reason)
-            return world
-        if decision.action is not Action.NONE and self.launch_error is not None:
+        max_models = self.settings.max_models_per_instance
+        groups = placement.operator_groups([op.model_names for op in job.pipeline.operators], max_models)
+        views, free, decisions = self.pool.views(), self.pool.free_slots(), []
+        for models in groups:  # each group's instance is its own: not offered to the next group
+            decision = decide(list(models), digests, views, free, max_models, world)
+            if decision.action is Action.WAIT:
+                self._wait(job, f"waiting for an instance: {decision.reason}")
+                return world
+            if decision.action is Action.REFUSE:
+                self._drop(job, decision.reason)
+                return world
+            decisions.append((models, decision))
+            views = [replace(view, idle=False) if view.id == decision.instance else view for view in views]
+            free = [slot for slot in free if slot != decision.slot]
+        if decisions and self.launch_error is not None:
             self._drop(job, self.launch_error)
             return world
         self.queue.remove(job)
-        instance = None if decision.action is Action.NONE else self.pool.lease(decision, job.id)
+        leases = [Lease(self.pool.lease(decision, job.id), decision, models) for models, decision in decisions]
         gpus = sorted(self.free_gpus)[:job.pipeline.gpus]
         self.free_gpus -= set(gpus)
-        if decision.reuse is not None:
-            self.metrics.placements.labels(decision.reuse.value).inc()
-            self.metrics.loads_avoided.inc(len(set(job.pipeline.model_names)) - len(decision.load))
-        log.info("job %s (%s): %s", job.id, job.pipeline.name, decision.reason)
-        self.running[job.id] = self.runner.start(job, decision, instance, gpus, now)
-        if instance is None:
-            return replace(world, queued=+others)
-        return replace(world, queued=+others, memory=less(world.memory, {instance.slot.domain: decision.memory}))
+        for (models, decision) in decisions:
+            if decision.reuse is not None:
+                self.metrics.placements.labels("split" if len(decisions) > 1 else decision.reuse.value).inc()
+                self.metrics.loads_avoided.inc(len(models) - len(decision.load))
+        reason = "; ".join(d.reason for _, d in decisions) if decisions else "the job's operators ask for no model"
+        if len(decisions) > 1:
+            reason = f"split over {len(decisions)} instances ({' | '.join(', '.join(m) for m, _ in decisions)}): {reason}"
+        log.info("job %s (%s): %s", job.id, job.pipeline.name, reason)
+        self.running[job.id] = self.runner.start(job, leases, gpus, now)
+        taken: Counter[str] = Counter()
+        for lease in leases:
+            taken[lease.instance.slot.domain] += lease.decision.memory
+        return replace(world, memory=less(world.memory, taken))
 
     def world(self, digests: dict[str, str]) -> World:
         """What placement needs to know this pass: costs, memory per domain, slots, the queue."""
@@ -214,9 +226,9 @@ class Scheduler:
             memory["cpu"] = host_memory(self.settings.cpu_memory_bytes, held, margin)
         in_flight: Counter[str] = Counter()
         for running in self.running.values():
-            instance = running.instance
-            if instance is not None and instance.state in (InstanceState.STARTING, InstanceState.LOADING):
-                in_flight[instance.slot.domain] += running.decision.memory
+            for lease in running.leases:
+                if lease.instance.state in (InstanceState.STARTING, InstanceState.LOADING):
+                    in_flight[lease.instance.slot.domain] += lease.decision.memory
         slots = {slot.id: Place(slot.device, slot.domain) for slot in self.pool.slots.values()}
         return World(costs, less(memory, in_flight), slots, self.costs.start_seconds, queued)
 

@@ -285,7 +285,8 @@ class Harness:
         self.layout.create()
         self.store = Store(self.layout.database)
         models = ModelRepository(self.layout, self.store, revisions_kept)
-        self.ingest = Ingest(self.layout, self.store, Metrics(), models, limits or Limits(), gpus=0)
+        self.ingest = Ingest(self.layout, self.store, Metrics(), models, limits or Limits(), gpus=0,
+                             max_models=8)
 
     @property
     def inbox(self) -> Path:

@@ -16,6 +16,7 @@ from clarad.placement import (
     decide,
     decide_any_idle,
     decide_fresh,
+    operator_groups,
 )
 
 D = {"a": "da", "b": "db", "c": "dc", "d": "dd", "e": "de"}
@@ -286,3 +287,26 @@ def test_any_idle_baseline_takes_the_first_idle_instance_whatever_it_holds() -> 
         Action.REUSE, "any idle instance: i0", instance="i0", load=("a",), unload=("c",), reuse=Reuse.MISS)
     started = decide_any_idle(["a"], D, [busy("i0")], ["s1"], 2)
     assert (started.action, started.slot, started.single_use) == (Action.START, "s1", False)
+
+
+# -- a job's models over several instances -------------------------------------------------------
+
+
+def test_a_job_whose_models_fit_one_instance_gets_one_group() -> None:
+    assert operator_groups([["a", "b"], [], ["b", "c"]], 3) == [("a", "b", "c")]
+    assert operator_groups([[], []], 3) == []
+
+
+def test_operators_models_stay_together_and_groups_are_few() -> None:
+    groups = operator_groups([["a", "b"], ["c"], ["d", "e"], ["b", "c"]], 3)
+    assert groups == [("a", "b", "c"), ("d", "e")]
+
+
+@given(st.lists(st.lists(st.sampled_from(NAMES), max_size=3, unique=True), max_size=6), st.integers(3, 5))
+def test_every_operator_has_all_its_models_on_one_instance_within_the_limit(
+    operators: list[list[str]], max_models: int
+) -> None:
+    groups = operator_groups(operators, max_models)
+    assert all(len(group) <= max_models for group in groups)
+    for models in operators:
+        assert not models or any(set(models) <= set(group) for group in groups)

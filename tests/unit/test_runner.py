@@ -13,7 +13,7 @@ from clarad import placement
 from clarad.jobs import JobStatus
 from clarad.placement import Action, Decision
 from clarad.pool import InstanceState
-from clarad.runner import RunningJob
+from clarad.runner import Lease, RunningJob
 from tests.unit.driving import Harness, drive, pipeline_text, until
 
 S = InstanceState
@@ -25,8 +25,9 @@ def begin(h: Harness, job_id: str, decision: Optional[Decision] = None) -> Runni
     if decision is None:
         decision = placement.decide(job.pipeline.model_names, h.store.model_digests(), h.pool.views(),
                                     h.pool.free_slots(), h.settings.max_models_per_instance)
-    instance = None if decision.action is Action.NONE else h.pool.lease(decision, job_id)
-    return h.runner.start(job, decision, instance, [], 1000.0)
+    models = tuple(dict.fromkeys(job.pipeline.model_names))
+    leases = [] if decision.action is Action.NONE else [Lease(h.pool.lease(decision, job_id), decision, models)]
+    return h.runner.start(job, leases, [], 1000.0)
 
 
 def instances(h: Harness) -> dict[str, tuple[InstanceState, Optional[str], dict[str, str]]]:
