@@ -1,0 +1,22 @@
+"""The benchmark scripts still run, on a tiny size (their figures are for bench/README.md, not here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.parametrize(("script", "args", "expected"), [
+    ("dispatch.py", ["--jobs", "2"], "overhead over a bare spawn"),
+    ("pool_policies.py", ["--jobs", "2", "--models", "1", "--pipelines", "1", "--interval", "0"], "fresh / clarad"),
+    ("footprint.py", ["--idle-seconds", "0.5", "--models", "5", "--finished", "20", "--burst", "2"], "idle CPU"),
+])
+def test_a_benchmark_runs_on_a_tiny_size(script: str, args: list[str], expected: str) -> None:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert expected in done.stdout
