@@ -18,6 +18,7 @@ from clarad import __version__, control
 from clarad.config import Settings, load_settings
 from clarad.control import Command
 from clarad.errors import ClaradError
+from clarad.follow import follow
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -90,6 +91,25 @@ def format_model(model: dict[str, Any]) -> str:
 
 def format_pipelines(pipelines: list[dict[str, Any]]) -> str:
     return _table([[p["name"], p["id"], _when(p["added_at"])] for p in pipelines], ["NAME", "ID", "ADDED"])
+
+
+def format_pipeline(pipeline: dict[str, Any]) -> str:
+    def paths(entries: list[dict[str, Any]]) -> str:
+        return ", ".join(":".join(filter(None, [e.get("from"), e.get("name")])) + f"@{e['path'] or '-'}"
+                         for e in entries) or "-"
+
+    lines = [f"pipeline {pipeline['name']} (id {pipeline['id']}), api-version {pipeline['api_version'] or '-'}",
+             *([f"description: {pipeline['description']}"] if pipeline["description"] else []),
+             f"added {_when(pipeline['added_at'])}, timeout {pipeline['timeout'] or 'default'}",
+             "parameters: " + (", ".join(f"{k}={v if v is not None else '(required)'}"
+                                         for k, v in pipeline["parameters"].items()) or "-"),
+             f"models: {', '.join(pipeline['models']) or '-'}",
+             "jobs: " + (", ".join(f"{k.lower()} {n}" for k, n in sorted(pipeline["jobs"].items())) or "none"),
+             "operators:"]
+    rows = [[o["name"], paths(o["input"]), paths(o["output"]), ",".join(f"{k}={v}" for k, v in o["requests"].items()),
+             ",".join(o["models"]) or "-", " ".join(o["command"])] for o in pipeline["operators"]]
+    lines.append(_indent(_table(rows, ["NAME", "INPUT", "OUTPUT", "REQUESTS", "MODELS", "COMMAND"])))
+    return "\n".join(lines)
 
 
 def format_jobs(jobs: list[dict[str, Any]]) -> str:
@@ -185,12 +205,41 @@ def cmd_models_download(ns: argparse.Namespace, settings: Settings) -> int:
 def cmd_logs(ns: argparse.Namespace, settings: Settings) -> int:
     job = _ask(settings, Command.JOBS_SHOW, {"id": ns.id})
     names = [ns.operator] if ns.operator else [o["name"] for o in job["operators"]]
+    if ns.follow:
+        logs = {name: Path(job["directory"]) / "logs" / f"{name}.log" for name in names}
+        end = follow(lambda: _ask(settings, Command.JOBS_SHOW, {"id": job["id"]}), logs, sys.stdout)
+        print(f"job {end['id']} stopped {end['status']}: {end['reason']}", file=sys.stderr)
+        return 0
     for name in names:
         path = Path(job["directory"]) / "logs" / f"{name}.log"
         if len(names) > 1:
             print(f"==> {name} <==")
         print(path.read_text(errors="replace") if path.exists() else f"(no log: {name} has not run)", end="")
     return 0
+
+
+def cmd_pipelines_validate(ns: argparse.Namespace, settings: Settings) -> int:
+    """Every problem of a definition file, checked by the daemon against its repository and host."""
+    try:
+        text = ns.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClaradError(f"{ns.file}: {getattr(exc, 'strerror', None) or exc}") from None
+    result = _ask(settings, Command.PIPELINES_VALIDATE, {"text": text, "source": ns.file.name})
+    if ns.json:
+        _show(ns, result, str)
+    else:
+        print("\n".join(result["problems"]) or f"{ns.file.name}: no problem", *result["notes"], sep="\n")
+    return 1 if result["problems"] else 0
+
+
+def _params(pairs: Optional[list[str]]) -> dict[str, str]:
+    params = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ClaradError(f"--param {pair!r}: write NAME=VALUE")
+        params[name] = value
+    return params
 
 
 def cmd_config_check(ns: argparse.Namespace, settings: Settings) -> int:
@@ -212,14 +261,23 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Run]] = {
                                                  lambda r: f"model {r['name']} now at revision {r['digest'][:12]} (was {r['previous'][:12]})")),
     ("models", "download"): ("write a model as a zip file", cmd_models_download),
     ("pipelines", "list"): ("registered pipelines", lambda ns, s: _show(ns, _ask(s, Command.PIPELINES_LIST), format_pipelines)),
-    ("jobs", "list"): ("recent jobs, newest first", lambda ns, s: _show(ns, _ask(s, Command.JOBS_LIST), format_jobs)),
+    ("pipelines", "show"): ("one pipeline: parameters, operators, models, its jobs",
+                            lambda ns, s: _show(ns, _ask(s, Command.PIPELINES_SHOW, {"pipeline": ns.pipeline}), format_pipeline)),
+    ("pipelines", "remove"): ("remove a pipeline (refused while jobs of it wait or run, unless --force)",
+                              lambda ns, s: _show(ns, _ask(s, Command.PIPELINES_REMOVE, {"pipeline": ns.pipeline, "force": ns.force}),
+                                                  lambda r: f"pipeline {r['name']} removed")),
+    ("pipelines", "validate"): ("check a definition file without installing it: every problem", cmd_pipelines_validate),
+    ("jobs", "list"): ("recent jobs, newest first",
+                       lambda ns, s: _show(ns, _ask(s, Command.JOBS_LIST, {"pipeline": ns.pipeline, "state": ns.state,
+                                                                          "status": ns.status, "limit": ns.limit}), format_jobs)),
     ("jobs", "show"): ("one job and its operators", lambda ns, s: _show(ns, _ask(s, Command.JOBS_SHOW, {"id": ns.id}), format_job)),
     ("jobs", "create"): ("start a job of PIPELINE over a payload file or directory (copied)",
                        lambda ns, s: _show(ns, _ask(s, Command.JOBS_CREATE, {"pipeline": ns.pipeline, "path": str(ns.path.resolve()),
-                                                                       "name": ns.name, "priority": ns.priority}),
+                                                                       "name": ns.name, "priority": ns.priority,
+                                                                       "params": _params(ns.param)}),
                                            lambda r: f"job {r['id']} created (priority {r['priority']})")),
     ("jobs", "cancel"): ("cancel a job", lambda ns, s: _show(ns, _ask(s, Command.JOBS_CANCEL, {"id": ns.id}), lambda r: f"canceling job {r['id']}")),
-    ("jobs", "logs"): ("print a job's operator logs", cmd_logs),
+    ("jobs", "logs"): ("print a job's operator logs (--follow: as they grow, until the job stops)", cmd_logs),
     ("config", "check"): ("print the settings clarad would use, or why they are refused", cmd_config_check),
 }
 
@@ -259,13 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("revision", nargs="?", help="revision (digest prefix); default the most recent kept")
         if words == ("models", "download"):
             sub.add_argument("-o", "--output", type=Path, required=True, help="zip file to write")
+        if words[0] == "pipelines" and words[1] in ("show", "remove"):
+            sub.add_argument("pipeline", help="pipeline name, id, or unique id prefix")
+        if words == ("pipelines", "remove"):
+            sub.add_argument("--force", action="store_true", help="remove even while jobs of it wait or run")
+        if words == ("pipelines", "validate"):
+            sub.add_argument("file", type=Path, help="pipeline definition (.yaml)")
+        if words == ("jobs", "list"):
+            sub.add_argument("--pipeline", help="only jobs of this pipeline (name or id)")
+            sub.add_argument("--state", choices=["pending", "running", "stopped"], type=str.lower)
+            sub.add_argument("--status", choices=["healthy", "faulted", "canceled"], type=str.lower)
+            sub.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
         if words == ("jobs", "create"):
             sub.add_argument("pipeline", help="pipeline name or id")
+            sub.add_argument("--param", action="append", metavar="NAME=VALUE",
+                             help="a value for the pipeline's parameter NAME (repeat for several)")
             sub.add_argument("path", type=Path, help="payload: a file or a directory")
             sub.add_argument("--name", help="job name (default: the payload's name)")
             sub.add_argument("-i", "--priority", default="normal", help="low, normal, high or immediate (Clara's lower/higher too)")
         if words == ("jobs", "logs"):
             sub.add_argument("operator", nargs="?", help="only this operator")
+            sub.add_argument("-f", "--follow", action="store_true", help="print what is added until the job stops")
         if words == ("run",):
             sub.add_argument("--metrics-port", type=int, help="port of /metrics (0: off)")
             sub.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +73,19 @@ class Settings(BaseSettings):
     job_timeout_max_seconds: float = Field(1800.0, gt=0)
     operator_stop_grace_seconds: float = Field(15.0, ge=0, description="TERM to KILL when stopping an operator.")
     operator_user: Optional[str] = Field(None, description="Run operators as this user (clarad's own when unset).")
+    operator_mount_namespace: Literal["auto", "off"] = Field(
+        "auto", description="auto: operators see their declared paths through bwrap where it works; off: never.")
+    max_parallel_operators: int = Field(4, ge=1, le=256, description="Operators of one job running at once, at most.")
+
+    finished_jobs_max_age_days: float = Field(30.0, ge=0, description="Finished jobs older than this are removed; 0: kept.")
+    finished_jobs_max_bytes: int = Field(10 << 30, ge=0, description="Finished jobs' total size; oldest removed first; 0: no limit.")
+
+    @field_validator("state_dir")
+    @classmethod
+    def _no_colon(cls, value: Path) -> Path:
+        if ":" in str(value):  # NVIDIA_CLARA_INPUTPATHS separates its entries with ':'
+            raise ValueError(f"{value}: a ':' in the path would break NVIDIA_CLARA_INPUTPATHS; choose another")
+        return value
 
     @model_validator(mode="after")
     def _timeouts_agree(self) -> "Settings":

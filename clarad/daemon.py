@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import IO, Callable, Optional
 
-from clarad import __version__, archives, children, control, inbox, recovery
+from clarad import __version__, archives, children, control, inbox, recovery, retention
 from clarad.config import Settings
 from clarad.control.handlers import Handlers
 from clarad.costs import CostBook
@@ -166,6 +166,8 @@ class Daemon:
             try:
                 if time.monotonic() >= self.next_rescan:
                     await self.intake.rescan()
+                    await retention.prune(self.layout, self.store, time.time(), self.settings.finished_jobs_max_age_days,
+                                          self.settings.finished_jobs_max_bytes)
                     self.next_rescan = time.monotonic() + self.settings.rescan_seconds
                 await self.intake.step(time.time())
                 delay = self.scheduler.run_pass(time.time())

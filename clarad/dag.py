@@ -1,9 +1,10 @@
-"""A job's operators in DAG order: each starts once everything it reads from has completed, and
-the job's GPUs are shared among those running at the same time.
+"""A job's operators in DAG order: each starts once everything it reads from has completed, at most
+``parallel`` at a time, sharing the job's GPUs and pinned to CPUs when they ask for some.
 
-The rules of which operator may run and which can never run are pure (``jobs.runnable_operators``,
-``jobs.doomed_operators``); this module carries them out, records every operator's moves in the
-store, and stops whatever still runs when it is cancelled (timeout, cancel, a lost instance).
+Which operator may run is pure (``jobs.DagProgress``); this module carries it out and records every
+operator's moves in the store. The first operator to fault ends the job: what reads from it is
+faulted without running, its running siblings are stopped, and nothing else starts. Cancelling the
+whole (timeout, cancel, a lost instance) stops whatever still runs.
 """
 
 from __future__ import annotations
@@ -15,56 +16,72 @@ from collections.abc import Awaitable, Callable
 from typing import Optional
 
 from clarad import children
-from clarad.jobs import JobStatus, OperatorState, QueuedJob, doomed_operators, runnable_operators
+from clarad.cpus import CpuPins
+from clarad.errors import ClaradError
+from clarad.jobs import DagProgress, JobStatus, QueuedJob
 from clarad.operators import Outcome
 from clarad.pipelines import Operator
 from clarad.store import Store
 
 log = logging.getLogger("clarad")
 
-RunOne = Callable[[Operator, list[str]], Awaitable[Outcome]]  # an operator, the GPUs it was given
+RunOne = Callable[[Operator, list[str], list[int]], Awaitable[Outcome]]  # an operator, its GPUs, its CPUs
 
 
-async def run_operators(job: QueuedJob, store: Store, gpus: list[str], run_one: RunOne) -> tuple[JobStatus, str]:
-    """Run the DAG to its end; the job's status and reason. Stops nothing early but what it must:
-    an operator whose upstream faulted is faulted without running, its siblings run on."""
+async def run_operators(job: QueuedJob, store: Store, gpus: list[str], run_one: RunOne, cpus: CpuPins,
+                        parallel: int) -> tuple[JobStatus, str]:
+    """Run the DAG to its end; the job's status and reason."""
     pipeline = job.pipeline
+    progress = DagProgress(pipeline)
     share = GpuShare(gpus)
-    states = {op.name: OperatorState.PENDING for op in pipeline.operators}
     tasks: dict[asyncio.Task[Outcome], str] = {}
     first_fault: Optional[str] = None
 
     async def one(op: Operator) -> Outcome:
         given = await share.take(op.requests.gpu)
         try:
-            return await run_one(op, given)
-        finally:
+            pinned = cpus.take(op.requests.cpu or 0)
+        except ClaradError as exc:
             await share.give(given)
+            return Outcome(False, str(exc), None)
+        try:
+            return await run_one(op, given, pinned)
+        finally:
+            cpus.give(pinned)
+            await share.give(given)
+
+    def fault(name: str, reason: str, code: Optional[int] = None) -> None:
+        store.move_operator(job.id, name, "fault", time.time(), reason, code)
 
     try:
         while True:
-            for name in runnable_operators(pipeline, states):
-                states[name] = OperatorState.RUNNING
-                store.move_operator(job.id, name, "start", time.time())
-                tasks[asyncio.create_task(one(pipeline.operator(name)))] = name
+            if first_fault is None:
+                for name in progress.start(parallel - len(tasks)):
+                    store.move_operator(job.id, name, "start", time.time())
+                    tasks[asyncio.create_task(one(pipeline.operator(name)))] = name
             if not tasks:
                 break
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
+                if task not in tasks:
+                    continue
                 name = tasks.pop(task)
                 outcome = task.result()
-                if outcome.ok:
-                    states[name] = OperatorState.COMPLETED
-                    store.move_operator(job.id, name, "complete", time.time(), None, outcome.exit_code)
-                else:
-                    states[name] = OperatorState.FAULTED
-                    reason = f"{outcome.reason} (log: jobs/{job.id}/logs/{name}.log)"
-                    store.move_operator(job.id, name, "fault", time.time(), reason, outcome.exit_code)
-                    first_fault = first_fault or f'operator "{name}" {reason}'
                 log.info("job %s: operator %s %s", job.id, name, outcome.reason)
-            for name in doomed_operators(pipeline, states):
-                states[name] = OperatorState.FAULTED
-                store.move_operator(job.id, name, "fault", time.time(), "not run: an operator it reads from faulted")
+                if outcome.ok:
+                    progress.complete(name)
+                    store.move_operator(job.id, name, "complete", time.time(), None, outcome.exit_code)
+                    continue
+                reason = f"{outcome.reason} (log: jobs/{job.id}/logs/{name}.log)"
+                fault(name, reason, outcome.exit_code)
+                for doomed in progress.fault(name):
+                    fault(doomed, "not run: an operator it reads from faulted")
+                if first_fault is None:
+                    first_fault = f'operator "{name}" {reason}'
+                    await _stop_siblings(tasks, progress, fault, name)
+                    for left in progress.pending():
+                        progress.stop(left)
+                        fault(left, f'not run: operator "{name}" faulted')
     finally:
         for task in tasks:
             task.cancel()
@@ -73,6 +90,22 @@ async def run_operators(job: QueuedJob, store: Store, gpus: list[str], run_one: 
     if first_fault:
         return JobStatus.FAULTED, first_fault
     return JobStatus.HEALTHY, f"all {len(pipeline.operators)} operator(s) completed"
+
+
+async def _stop_siblings(tasks: dict[asyncio.Task[Outcome], str], progress: DagProgress,
+                         fault: Callable[[str, str], None], culprit: str) -> None:
+    """Stop the operators still running once ``culprit`` faulted; each is faulted with that reason.
+    Those that have already ended stay in ``tasks``, for their own outcome to be recorded."""
+    running = {task: name for task, name in tasks.items() if not task.done()}
+    for task in running:
+        del tasks[task]
+    for task in running:
+        task.cancel()
+    if running:
+        await children.wait_through_cancel(asyncio.gather(*running, return_exceptions=True))
+    for name in running.values():
+        progress.stop(name)
+        fault(name, f'stopped: operator "{culprit}" faulted')
 
 
 class GpuShare:

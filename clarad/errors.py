@@ -34,7 +34,13 @@ class ModelRejected(RejectedDrop):
 
 
 class PipelineRejected(RejectedDrop):
-    pass
+    """``problems``: every problem found, one line each; ``str`` is the first (and how many more)."""
+
+    def __init__(self, reason: str, label: str = "invalid", problems: "list[str] | None" = None) -> None:
+        self.problems = problems or [reason]
+        more = len(self.problems) - 1
+        super().__init__(f"{reason} (and {more} more problem(s): `clarad pipelines validate` lists all)"
+                         if more else reason, label)
 
 
 class TransitionError(ClaradError):

@@ -1,5 +1,7 @@
 """Taking complete drops from the inbox: accept into the repository, pipelines or a new job, or
-move to rejected/ with a one-line reason. Runs on the daemon's loop; slow work goes to a thread.
+move to rejected/ with a one-line reason (every problem in the .reason file). Runs on the daemon's
+loop; slow work goes to a thread, and so does everything whose cost grows with what was dropped
+(a pipeline's parsing and checks, a job's template).
 
 Ownership: a model or payload is moved (renamed) into place before its record is committed, so a
 crash in between leaves it either still in the inbox (taken again by the next rescan) or in place.
@@ -10,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from clarad import archives, repository
-from clarad.errors import ModelRejected, PipelineRejected, RejectedDrop
+from clarad.errors import ClaradError, ModelRejected, PipelineRejected, RejectedDrop
 from clarad.inbox import Drop
-from clarad.jobs import Priority
+from clarad.jobs import JobState, Priority
 from clarad.layout import Layout
 from clarad.metrics import Metrics
-from clarad.pipelines import check_pipeline, parse_pipeline
+from clarad.pipelines import Pipeline, resolve_for_job, validate
 from clarad.repository import ModelRepository
 from clarad.store import Store, new_id
 
@@ -46,6 +50,7 @@ class Ingest:
         self.limits = limits
         self.gpus = gpus  # GPUs clarad may give operators: a pipeline asking for more is refused
         self.max_models = max_models  # models one instance may hold: one operator's must fit
+        self.cpus = len(os.sched_getaffinity(0))  # and CPUs (requests.cpu)
 
     async def take(self, drop: Drop) -> NewJob | None:
         """Accept or reject one complete drop; return the job it created, if any."""
@@ -60,11 +65,11 @@ class Ingest:
                 await self.add_model(drop.path, f"inbox:{drop.path.name}", consume=True)
                 return None
             if drop.kind == "pipelines":
-                self.add_pipeline(drop.path)
+                await self.add_pipeline(drop.path)
                 return None
-            return self._payload(drop)
+            return await self._payload(drop)
         except RejectedDrop as exc:
-            self.reject(drop, str(exc), exc.label)
+            self.reject(drop, str(exc), exc.label, getattr(exc, "problems", None))
             return None
         except (OSError, UnicodeDecodeError) as exc:
             self.reject(drop, f"cannot read {drop.path.name}: {getattr(exc, 'strerror', None) or exc}", "unreadable")
@@ -119,61 +124,58 @@ class Ingest:
 
     # -- pipelines and payloads ------------------------------------------------------------------
 
-    def add_pipeline(self, path: Path) -> dict[str, Any]:
-        """Validate the definition at ``path`` and move it into pipelines/; return its record."""
+    async def add_pipeline(self, path: Path) -> dict[str, Any]:
+        """Validate the definition at ``path`` (off the loop) and move it into pipelines/; return its record."""
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             raise PipelineRejected(f"{path.name}: a pipeline definition is a .yaml or .yml file", "layout")
         if path.stat().st_size > MAX_PIPELINE_BYTES:
             raise PipelineRejected(f"{path.name}: larger than {MAX_PIPELINE_BYTES} bytes", "too_large")
-        text = path.read_text(encoding="utf-8", errors="strict")
-        pipeline = parse_pipeline(text)
-        check_pipeline(pipeline, self.store.model_digests(), self.gpus)
-        for op in pipeline.operators:  # a job's models may be split over instances; one operator's may not
-            if len(set(op.model_names)) > self.max_models:
-                raise PipelineRejected(f'operator "{op.name}": asks for {len(set(op.model_names))} models; one '
-                                       f"instance may hold at most {self.max_models} (max_models_per_instance)")
-        for key in ("orchestrator", "pull_secrets"):
-            if getattr(pipeline, key) is not None:
-                log.info("pipeline %s: Kubernetes-era key %r ignored", pipeline.name, key.replace("_", "-"))
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="strict")
+        pipeline = await self.validated(text, path.name)
+        for note in pipeline.notes:
+            log.info("%s", note)
         path.rename(self.layout.pipelines / f"{pipeline.name}.yaml")
-        self.store.accept_pipeline(pipeline.name, text, time.time())
+        pipeline_id = self.store.accept_pipeline(pipeline.name, text, time.time())
         self.layout.make_job_inbox(pipeline.name)
         self.metrics.drops_accepted.labels("pipelines").inc()
-        log.info("pipeline %s accepted: %d operator(s), models %s", pipeline.name, len(pipeline.operators),
-                 ", ".join(pipeline.model_names) or "none")
+        log.info("pipeline %s (id %s) accepted: %d operator(s), models %s", pipeline.name, pipeline_id,
+                 len(pipeline.operators), ", ".join(pipeline.model_names) or "none")
         record = self.store.pipeline(pipeline.name)
         assert record is not None
         return record
 
-    def remove_pipeline(self, name: str) -> None:
-        """Forget a pipeline: its definition and record. Its jobs keep their own copy of it, and its
-        folder in inbox/jobs/ goes when empty (a payload dropped there later is rejected)."""
-        self.store.remove_pipeline(name)
-        (self.layout.pipelines / f"{name}.yaml").unlink(missing_ok=True)
-        try:
-            self.layout.job_inbox(name).rmdir()
-        except OSError:
-            pass
-        log.info("pipeline %s removed", name)
+    async def validated(self, text: str, source: str) -> Pipeline:
+        """The pipeline of a definition, checked against this host and repository off the loop (its
+        size is the author's); raises PipelineRejected with every problem."""
+        pipeline, problems = await asyncio.to_thread(validate, text, source, self.store.model_digests(), self.gpus,
+                                                     self.cpus, self.max_models)
+        if pipeline is None:
+            raise PipelineRejected(problems[0], problems=problems)
+        return pipeline
 
-    def _payload(self, drop: Drop) -> NewJob:
+    async def _payload(self, drop: Drop) -> NewJob:
         assert drop.pipeline is not None
-        return self.create_job(drop.pipeline, drop.path, drop.path.name, Priority.NORMAL)
+        return await self.create_job(drop.pipeline, drop.path, drop.path.name, Priority.NORMAL, {})
 
-    def create_job(self, pipeline_name: str, source: Path, name: str, priority: Priority,
-                   held: bool = False) -> NewJob:
-        """A job of ``pipeline_name`` over the payload at ``source`` (a file or a directory, on
-        the state directory's file system), which is moved into the job's directory. A ``held``
+    async def create_job(self, pipeline_key: str, source: Path, name: str, priority: Priority,
+                         params: Optional[Mapping[str, str]] = None, held: bool = False) -> NewJob:
+        """A job of the pipeline named (or with the id) ``pipeline_key`` over the payload at ``source``
+        (a file or a directory, on the state directory's file system), which is moved into the job's
+        directory; its template resolved with ``params`` over the pipeline's defaults (a dropped
+        payload: the defaults alone). Raises RejectedDrop naming what cannot be resolved. A ``held``
         job waits to be started (Clara's create, then start); the caller queues the others."""
-        record = self.store.pipeline(pipeline_name)
+        params = params or {}
+        record = self.store.find_pipeline(pipeline_key)
         if record is None:
-            raise RejectedDrop(f"no pipeline named {pipeline_name!r}: drop its definition into inbox/pipelines first",
+            raise RejectedDrop(f"no pipeline named {pipeline_key!r}: drop its definition into inbox/pipelines first",
                                "no_pipeline")
-        pipeline = parse_pipeline(record["definition"])
+        where = f"pipeline {record['name']}"
+        definition = await asyncio.to_thread(resolve_for_job, record["definition"], where, params)
+        pipeline = await self.validated(definition, where)
         job_id = new_id()
         job_dir = self.layout.job_dir(job_id)
         job_dir.mkdir(parents=True)
-        (job_dir / "pipeline.yaml").write_text(record["definition"], encoding="utf-8")
+        (job_dir / "pipeline.yaml").write_text(definition, encoding="utf-8")
         payload = job_dir / "input"
         whole = source.is_dir() and not source.is_symlink()
         target = payload if whole else payload / source.name
@@ -189,11 +191,34 @@ class Ingest:
         self.store.create_job(job_id, pipeline.name, name, priority.value, [op.name for op in pipeline.operators],
                               time.time(), held)
         self.metrics.drops_accepted.labels("jobs").inc()
-        log.info("job %s created: pipeline %s, payload %s, priority %s", job_id, pipeline.name, name, priority.value)
+        log.info("job %s created: pipeline %s, payload %s, priority %s%s", job_id, pipeline.name, name, priority.value,
+                 "".join(f", {k}={v}" for k, v in params.items()))
         return NewJob(job_id)
 
-    def reject(self, drop: Drop, reason: str, label: str) -> None:
-        """Move the drop to rejected/ with its reason beside it; log the same line."""
+    def remove_pipeline(self, pipeline_key: str, force: bool) -> dict[str, Any]:
+        """Remove a pipeline: refused while jobs of it wait or run, unless ``force`` (they carry their
+        own copy of the definition and run to their end). Its inbox folder goes once it is empty."""
+        record = self.store.find_pipeline(pipeline_key)
+        if record is None:
+            raise ClaradError(f"no pipeline {pipeline_key!r}")
+        name = record["name"]
+        active = [job["id"] for state in (JobState.PENDING, JobState.RUNNING)
+                  for job in self.store.jobs(limit=1_000_000, pipeline=name, state=state.value)]
+        if active and not force:
+            raise ClaradError(f"pipeline {name} has {len(active)} job(s) waiting or running ({', '.join(active[:3])}"
+                              f"{'...' if len(active) > 3 else ''}): wait for them, or use --force (they still run)")
+        self.store.remove_pipeline(name)
+        (self.layout.pipelines / f"{name}.yaml").unlink(missing_ok=True)
+        try:
+            self.layout.job_inbox(name).rmdir()
+        except OSError:
+            log.warning("inbox/jobs/%s is not empty: what is in it will be refused (no such pipeline)", name)
+        log.info("pipeline %s (id %s) removed%s", name, record["id"], f"; {len(active)} job(s) of it run on" if active else "")
+        return {"name": name, "id": record["id"], "active_jobs": active}
+
+    def reject(self, drop: Drop, reason: str, label: str, details: Optional[list[str]] = None) -> None:
+        """Move the drop to rejected/ with its reason beside it (every problem, one a line, when there
+        are ``details``); log the one-line reason."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = self.layout.rejected / f"{stamp}-{drop.path.name}"
         n = 1
@@ -209,7 +234,7 @@ class Ingest:
             log.error("rejected %s/%s: %s; it stays in the inbox because it cannot be moved to rejected/ (%s)",
                       drop.kind, drop.path.name, reason, exc.strerror or exc)
             return
-        Path(f"{target}.reason").write_text(reason + "\n", encoding="utf-8")
+        Path(f"{target}.reason").write_text("\n".join(details or [reason]) + "\n", encoding="utf-8")
         self.metrics.drops_rejected.labels(drop.kind, label).inc()
         log.warning("rejected %s/%s: %s (kept as %s)", drop.kind, drop.path.name, reason, target.name)
 

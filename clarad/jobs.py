@@ -1,4 +1,4 @@
-"""Job and operator lifecycles (Clara's states) and which operators may run now. Pure.
+"""Job and operator lifecycles (Clara's states) and which operators may run now (``DagProgress``). Pure.
 
     job:       PENDING --start--> RUNNING --finish--> STOPPED   (status HEALTHY | FAULTED | CANCELED)
                PENDING --finish--> STOPPED                       (faulted or canceled before it ran)
@@ -12,7 +12,8 @@ A move from a state the table does not allow raises TransitionError and changes 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -113,26 +114,55 @@ def operator_transition(job_id: str, name: str, state: OperatorState, event: str
     return target
 
 
-def runnable_operators(pipeline: Pipeline, states: Mapping[str, OperatorState]) -> list[str]:
-    """PENDING operators whose every upstream operator has COMPLETED, in pipeline order."""
-    return [
-        op.name
-        for op in pipeline.operators
-        if states[op.name] is OperatorState.PENDING
-        and all(states[up] is OperatorState.COMPLETED for up in op.upstream)
-    ]
+class DagProgress:
+    """Which operators of a pipeline may run now, kept up to date one move at a time: each
+    operator and each ``from`` is visited a bounded number of times over a whole job (a
+    2,000-operator chain costs as much per operator as a short one)."""
 
-
-def doomed_operators(pipeline: Pipeline, states: Mapping[str, OperatorState]) -> list[str]:
-    """PENDING operators that can never run because something upstream FAULTED, with its consequences."""
-    doomed: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.state = {op.name: OperatorState.PENDING for op in pipeline.operators}
+        self.waiting = {op.name: len(op.upstream) for op in pipeline.operators}  # upstreams not yet COMPLETED
+        self.readers: dict[str, list[str]] = {op.name: [] for op in pipeline.operators}
         for op in pipeline.operators:
-            if op.name in doomed or states[op.name] is not OperatorState.PENDING:
-                continue
-            if any(states[up] is OperatorState.FAULTED or up in doomed for up in op.upstream):
-                doomed.add(op.name)
-                changed = True
-    return [op.name for op in pipeline.operators if op.name in doomed]
+            for up in sorted(op.upstream):
+                self.readers[up].append(op.name)
+        self.ready = deque(op.name for op in pipeline.operators if not op.upstream)
+
+    def start(self, limit: int) -> list[str]:
+        """Up to ``limit`` operators whose upstreams all COMPLETED, in the order they became ready;
+        they are RUNNING from now on."""
+        started: list[str] = []
+        while self.ready and len(started) < limit:
+            name = self.ready.popleft()
+            self.state[name] = OperatorState.RUNNING
+            started.append(name)
+        return started
+
+    def complete(self, name: str) -> None:
+        self.state[name] = OperatorState.COMPLETED
+        for reader in self.readers[name]:
+            self.waiting[reader] -= 1
+            if self.waiting[reader] == 0 and self.state[reader] is OperatorState.PENDING:
+                self.ready.append(reader)
+
+    def fault(self, name: str) -> list[str]:
+        """``name`` FAULTED; returns the PENDING operators that read from it, directly or not, which can
+        now never run (FAULTED too), in the order found."""
+        self.state[name] = OperatorState.FAULTED
+        doomed = []
+        todo = deque(self.readers[name])
+        while todo:
+            reader = todo.popleft()
+            if self.state[reader] is OperatorState.PENDING:
+                self.state[reader] = OperatorState.FAULTED
+                doomed.append(reader)
+                todo.extend(self.readers[reader])
+        return doomed
+
+    def pending(self) -> list[str]:
+        """Operators that have not started, in pipeline order."""
+        return [name for name, state in self.state.items() if state is OperatorState.PENDING]
+
+    def stop(self, name: str) -> None:
+        """A RUNNING or PENDING operator ended without completing (stopped, or never run)."""
+        self.state[name] = OperatorState.FAULTED

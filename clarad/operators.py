@@ -6,30 +6,42 @@ Directory mapping inside ``jobs/<job-id>/`` (as NVIDIA's single-host emulator di
     operators/<op>/              an output without a name (``from: op``)
     operators/<op>/<name>/       an output named <name> (``from: op, name: <name>``)
     logs/<op>.log                the operator's stdout and stderr
+    logs/<op>/                   NVIDIA_CLARA_LOGS: the operator's own log files
     publish/                     NVIDIA_CLARA_PUBLISHING
 
-Each declared input and output is also given as ``CLARAD_INPUT_<i>`` / ``CLARAD_OUTPUT_<i>``
-(0-based, in declaration order); the first of each is ``NVIDIA_CLARA_INPUT`` / ``NVIDIA_CLARA_OUTPUT``.
+Clara's operator contract: ``NVIDIA_CLARA_INPUTPATHS`` / ``NVIDIA_CLARA_OUTPUTPATHS`` list every
+input and output as ``name:path`` pairs joined by ``:``, so that ``split(":")[2k + 1]`` is the k-th
+path, as NVIDIA's operator code reads them (``split(":")[1]`` for the first). An entry's name is the
+input's ``name``, else its ``from``, else empty (the payload); an output's ``name``, else empty.
+``NVIDIA_CLARA_INPUT`` / ``NVIDIA_CLARA_OUTPUT`` are the input declared at ``/input`` and the output
+at ``/output``, else the first of each. Paths are the declared ones when the operator has its own
+mount namespace (mounts.py), else the real directories. ``CLARAD_INPUT_<i>`` /
+``CLARAD_OUTPUT_<i>`` (0-based, declaration order) always name the real directories.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import pwd
 import re
+import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from clarad import children
+from clarad import children, mounts
+from clarad.config import Settings
+from clarad.cpus import pinned_argv
 from clarad.errors import ClaradError
 from clarad.pipelines import Operator, Pipeline
 
 TRITON_VARIABLES = ("NVIDIA_TRITON_GRPCURI", "NVIDIA_TRITON_HTTPURI", "CLARA_TRITON_URI", "NVIDIA_CLARA_TRTISURI")
+INPUT, OUTPUT, LOGS, PUBLISH = "/input", "/output", "/logs", "/publish"  # Clara's container defaults
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -68,6 +80,28 @@ class Workspace:
     def log_file(self, op: str) -> Path:
         return self.logs / f"{op}.log"
 
+    def app_logs(self, op: str) -> Path:
+        return self.logs / op
+
+    def input_entries(self, op: Operator) -> list[tuple[str, Path, Optional[str]]]:
+        """(entry name, real directory, declared path) of each input."""
+        return [(i.name or i.from_ or "", real, i.path) for i, real in zip(op.input, self.inputs(op))]
+
+    def output_entries(self, op: Operator) -> list[tuple[str, Path, Optional[str]]]:
+        if not op.output:
+            return [("", self.output_dir(op.name), None)]
+        return [(o.name or "", real, o.path) for o, real in zip(op.output, self.outputs(op))]
+
+    def binds(self, op: Operator) -> list[mounts.Bind]:
+        """What the operator's mount namespace shows at its declared paths, /logs and /publish included."""
+        binds = [mounts.Bind(real, seen, False) for _n, real, seen in self.input_entries(op) if seen]
+        binds += [mounts.Bind(real, seen, True) for _n, real, seen in self.output_entries(op) if seen]
+        taken = {bind.seen for bind in binds}
+        for real, seen in ((self.app_logs(op.name), LOGS), (self.publish, PUBLISH)):
+            if seen not in taken:
+                binds.append(mounts.Bind(real, seen, True))
+        return binds
+
 
 def operator_env(
     base: Mapping[str, str],
@@ -77,33 +111,56 @@ def operator_env(
     workspace: Workspace,
     triton: Optional[Endpoints],
     gpus: str = "",
+    namespaced: bool = False,
 ) -> dict[str, str]:
-    """The operator's whole environment. clarad's own names win over the operator's variables."""
+    """The operator's whole environment. clarad's own names win over the operator's variables.
+    ``namespaced``: the operator sees its declared paths (mounts.py); else it gets real directories."""
     env = {k: v for k, v in base.items() if k not in TRITON_VARIABLES and not k.startswith("CLARAD_")}
     env.pop("NOTIFY_SOCKET", None)
+    for name in op.connections:  # a Triton service's variables: never inherited, set below
+        env.pop(name, None)
     env.update(op.all_variables)
-    inputs, outputs = workspace.inputs(op), workspace.outputs(op)
+
+    def seen(real: Path, declared: Optional[str]) -> str:
+        return declared if namespaced and declared else str(real)
+
+    inputs = [(name, seen(real, path), path) for name, real, path in workspace.input_entries(op)]
+    outputs = [(name, seen(real, path), path) for name, real, path in workspace.output_entries(op)]
     env.update(
         NVIDIA_CLARA_JOBID=job_id,
         NVIDIA_CLARA_JOBNAME=job_name,
         NVIDIA_CLARA_STAGENAME=op.name,
         NVIDIA_CLARA_NOSYNCLOCK="1",
-        NVIDIA_CLARA_INPUT=str(inputs[0] if inputs else workspace.payload),
-        NVIDIA_CLARA_OUTPUT=str(outputs[0]),
-        NVIDIA_CLARA_LOGS=str(workspace.logs),
-        NVIDIA_CLARA_PUBLISHING=str(workspace.publish),
+        NVIDIA_CLARA_INPUT=_main(inputs, INPUT) or str(workspace.payload),
+        NVIDIA_CLARA_OUTPUT=_main(outputs, OUTPUT) or str(workspace.output_dir(op.name)),
+        NVIDIA_CLARA_INPUTPATHS=":".join(f"{name}:{path}" for name, path, _d in inputs),
+        NVIDIA_CLARA_OUTPUTPATHS=":".join(f"{name}:{path}" for name, path, _d in outputs),
+        NVIDIA_CLARA_LOGS=LOGS if namespaced and LOGS not in _declared(op) else str(workspace.app_logs(op.name)),
+        NVIDIA_CLARA_PUBLISHING=PUBLISH if namespaced else str(workspace.publish),
         CUDA_VISIBLE_DEVICES=gpus,
     )
-    env.update({f"CLARAD_INPUT_{i}": str(p) for i, p in enumerate(inputs)})
-    env.update({f"CLARAD_OUTPUT_{i}": str(p) for i, p in enumerate(outputs)})
-    if op.models and triton is not None:
+    env.update({f"CLARAD_INPUT_{i}": str(p) for i, p in enumerate(workspace.inputs(op))})
+    env.update({f"CLARAD_OUTPUT_{i}": str(p) for i, p in enumerate(workspace.outputs(op))})
+    if op.model_names and triton is not None:
         env.update(
             NVIDIA_TRITON_GRPCURI=triton.grpc,
             NVIDIA_TRITON_HTTPURI=triton.http,
             CLARA_TRITON_URI=triton.http,
             NVIDIA_CLARA_TRTISURI=triton.http,
         )
+        env.update({name: triton.grpc if kind == "grpc" else triton.http for name, kind in op.connections.items()})
     return env
+
+
+def _main(entries: list[tuple[str, str, Optional[str]]], clara_default: str) -> Optional[str]:
+    """The entry declared at Clara's default path, else the first."""
+    at_default = [path for _n, path, declared in entries if declared == clara_default]
+    candidates = at_default or [path for _n, path, _d in entries]
+    return candidates[0] if candidates else None
+
+
+def _declared(op: Operator) -> set[str]:
+    return {entry.path for entry in op.input if entry.path} | {entry.path for entry in op.output if entry.path}
 
 
 def expand(argv: list[str], env: Mapping[str, str]) -> list[str]:
@@ -121,10 +178,11 @@ def expand(argv: list[str], env: Mapping[str, str]) -> list[str]:
 def prepare_workspace(workspace: Workspace, pipeline: Pipeline, user: Optional[str] = None) -> None:
     """Create every output, log and publish directory before the first operator starts. With
     ``user`` (operator_user), hand the payload, the outputs and publish/ to that user and let it
-    pass through the job's directory (logs/ stays clarad's: it writes the operators' output there);
+    pass through the job's directory (logs/ stays clarad's: it writes the operators' output there;
+    logs/<op>/ is the operator's own);
     raises ClaradError when that is not possible."""
     for op in pipeline.operators:
-        for path in workspace.outputs(op):
+        for path in [*workspace.outputs(op), workspace.app_logs(op.name)]:
             path.mkdir(parents=True, exist_ok=True)
     workspace.logs.mkdir(parents=True, exist_ok=True)
     workspace.publish.mkdir(parents=True, exist_ok=True)
@@ -132,7 +190,8 @@ def prepare_workspace(workspace: Workspace, pipeline: Pipeline, user: Optional[s
         return
     try:
         account = pwd.getpwnam(user)
-        for top in (workspace.payload, workspace.root / "operators", workspace.publish):
+        own_logs = [workspace.app_logs(op.name) for op in pipeline.operators]
+        for top in (workspace.payload, workspace.root / "operators", workspace.publish, *own_logs):
             _chown_tree(top, account.pw_uid, account.pw_gid)
         for folder in (workspace.root, workspace.root.parent):
             folder.chmod(folder.stat().st_mode | stat.S_IXOTH)  # pass through, not list
@@ -151,6 +210,34 @@ def _chown_tree(top: Path, uid: int, gid: int) -> None:
         for name in [*files, *dirs]:
             os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
     os.chown(top, uid, gid, follow_symlinks=False)
+
+
+async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, triton: Optional[Endpoints],
+              gpus: list[str], cpus: list[int], settings: Settings, registry: children.ChildRegistry) -> Outcome:
+    """Run one operator of a job to its end: its environment, its mount namespace where the host
+    allows one, pinned to ``cpus`` when it asked for some."""
+    views = await mounts.probe(settings.operator_mount_namespace, settings.operator_user)
+    env = operator_env(os.environ, op, job_id, job_name, workspace, triton, ",".join(gpus), views.enabled)
+    argv = expand(op.argv, env)
+    try:
+        _check_program(argv[0], env, workspace.root)
+        if views.bwrap is not None:
+            argv = mounts.namespace_argv(views.bwrap, mounts.root_entries(), workspace.binds(op), workspace.root, argv)
+        argv = pinned_argv(cpus, argv)
+    except OSError as exc:
+        return Outcome(False, f"cannot start {argv[0]!r}: {exc.strerror or exc}", None)
+    except ClaradError as exc:
+        return Outcome(False, f"cannot start {argv[0]!r}: {exc}", None)
+    return await run_operator(op, argv, env, workspace, f"{job_id}/{op.name}", registry,
+                              settings.operator_stop_grace_seconds, settings.operator_user)
+
+
+def _check_program(program: str, env: Mapping[str, str], cwd: Path) -> None:
+    """Refuse, as exec would, a program that is not there, before a wrapper (bwrap, taskset) would
+    only exit with 127."""
+    target = os.path.join(cwd, program) if "/" in program else program
+    if shutil.which(target, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 @dataclass(frozen=True)

@@ -14,20 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from clarad import children
+from clarad import children, operators
 from clarad.config import Settings
+from clarad.cpus import CpuPins
 from clarad.dag import run_operators
 from clarad.errors import ClaradError
 from clarad.jobs import JobStatus, QueuedJob
 from clarad.layout import Layout
 from clarad.metrics import Metrics
-from clarad.operators import Endpoints, Outcome, Workspace, expand, operator_env, prepare_workspace, run_operator
+from clarad.operators import Endpoints, Outcome, Workspace, prepare_workspace
 from clarad.pipelines import Operator
 from clarad.placement import Action, Decision
 from clarad.pool import Instance, Pool
@@ -97,6 +97,7 @@ class JobRunner:
         self.pool = pool
         self.preparer = preparer
         self.children = registry
+        self.cpu_pins = CpuPins.for_host()  # operators with requests.cpu, across jobs
         self.on_done = on_done  # the job has ended and its instance is back: its GPUs are free
 
     def start(self, job: QueuedJob, leases: list[Lease], gpus: list[str], now: float) -> RunningJob:
@@ -189,12 +190,12 @@ class JobRunner:
             wanted = set(op.model_names)
             return next((endpoints[n] for n, lease in enumerate(running.leases) if wanted <= set(lease.models)), None)
 
-        async def run_one(op: Operator, gpus: list[str]) -> Outcome:
-            env = operator_env(os.environ, op, job.id, job.name, workspace, serving(op), ",".join(gpus))
-            return await run_operator(op, expand(op.argv, env), env, workspace, f"{job.id}/{op.name}", self.children,
-                                      self.settings.operator_stop_grace_seconds, self.settings.operator_user)
+        async def run_one(op: Operator, gpus: list[str], cpus: list[int]) -> Outcome:
+            return await operators.run(op, job.id, job.name, workspace, serving(op), gpus, cpus, self.settings,
+                                       self.children)
 
-        return await run_operators(job, self.store, running.gpus, run_one)
+        return await run_operators(job, self.store, running.gpus, run_one, self.cpu_pins,
+                                   self.settings.max_parallel_operators)
 
     async def _prepare_all(self, leases: list[Lease]) -> list[Endpoints]:
         """Every instance of the job ready at once; the first failure stops the others' preparation."""

@@ -2,7 +2,7 @@
 
 One connection, owned by the daemon's loop thread. Each public method is one transaction named after
 the transition it records. The schema is versioned with ``PRAGMA user_version`` and migrated step by
-step; a database from a newer clarad is refused, never rewritten.
+step (the migrations are in schema.py); a database from a newer clarad is refused, never rewritten.
 """
 
 from __future__ import annotations
@@ -17,51 +17,12 @@ from typing import Any, Optional
 
 from clarad.errors import ClaradError
 from clarad.jobs import JobState, JobStatus, OperatorState, job_transition, operator_transition
+from clarad.schema import MIGRATIONS
 
-MIGRATIONS: list[str] = [
-    # 1: the first schema
-    """
-    CREATE TABLE models (
-        name TEXT PRIMARY KEY, id TEXT UNIQUE NOT NULL, digest TEXT NOT NULL, backend TEXT NOT NULL,
-        versions TEXT NOT NULL, size INTEGER NOT NULL, source TEXT NOT NULL, added_at REAL NOT NULL);
-    CREATE TABLE pipelines (
-        name TEXT PRIMARY KEY COLLATE NOCASE, id TEXT UNIQUE NOT NULL, definition TEXT NOT NULL,
-        added_at REAL NOT NULL);
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, name TEXT NOT NULL, priority TEXT NOT NULL,
-        state TEXT NOT NULL, status TEXT, reason TEXT, instance TEXT, models TEXT,
-        created_at REAL NOT NULL, started_at REAL, stopped_at REAL);
-    CREATE INDEX jobs_by_state ON jobs(state, created_at);
-    CREATE TABLE operators (
-        job_id TEXT NOT NULL REFERENCES jobs(id), name TEXT NOT NULL, position INTEGER NOT NULL,
-        state TEXT NOT NULL, reason TEXT, exit_code INTEGER, started_at REAL, stopped_at REAL,
-        PRIMARY KEY (job_id, name));
-    CREATE TABLE children (
-        pid INTEGER PRIMARY KEY, create_time REAL NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL);
-    """,
-    # 2: earlier revisions of each model, kept for rollback
-    """
-    CREATE TABLE model_revisions (
-        name TEXT NOT NULL, digest TEXT NOT NULL, backend TEXT NOT NULL, versions TEXT NOT NULL,
-        size INTEGER NOT NULL, source TEXT NOT NULL, added_at REAL NOT NULL, replaced_at REAL NOT NULL,
-        PRIMARY KEY (name, digest));
-    """,
-    # 3: what loading each model revision took, per device kind ("cpu" or "gpu")
-    """
-    CREATE TABLE model_costs (
-        name TEXT NOT NULL, digest TEXT NOT NULL, device TEXT NOT NULL, loads INTEGER NOT NULL,
-        load_seconds REAL NOT NULL, memory_bytes INTEGER NOT NULL, measured_at REAL NOT NULL,
-        PRIMARY KEY (name, digest, device));
-    """,
-    # 4: metadata of models, pipelines, jobs and payloads (Clara's, keys case-insensitive: ``folded``);
-    #    jobs created through the API are held until started
-    """
-    CREATE TABLE metadata (
-        kind TEXT NOT NULL, owner TEXT NOT NULL, folded TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-        PRIMARY KEY (kind, owner, folded));
-    ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
-    """,
-]
+
+def _prefix(text: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') matching what starts with ``text``."""
+    return text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
 
 
 def new_id() -> str:
@@ -230,9 +191,14 @@ class Store:
         return dict(row) if row else None
 
     def find_pipeline(self, key: str) -> Optional[dict[str, Any]]:
-        """A pipeline by name (case-insensitive, as Clara's) or by id."""
-        row = self.db.execute("SELECT * FROM pipelines WHERE name = ? OR id = ?", (key, key.lower())).fetchone()
-        return dict(row) if row else None
+        """A pipeline by name (case-insensitive), or by its id or a unique prefix of the id."""
+        found = self.pipeline(key)
+        if found is not None or not key:
+            return found
+        rows = self.db.execute("SELECT * FROM pipelines WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (_prefix(key),)).fetchall()
+        if len(rows) > 1:
+            raise ClaradError(f"pipeline id prefix {key} is ambiguous")
+        return dict(rows[0]) if rows else None
 
     def remove_pipeline(self, name: str) -> None:
         with self._tx() as db:
@@ -321,9 +287,33 @@ class Store:
                 (target.value, reason, exit_code, now, job_id, name),
             )
 
-    def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+    def jobs(self, limit: int = 100, pipeline: Optional[str] = None, state: Optional[str] = None,
+             status: Optional[str] = None) -> list[dict[str, Any]]:
+        """The newest jobs first; only those of ``pipeline`` (name, any case), in ``state``, with ``status``."""
+        wheres = [(column, value) for column, value in (("pipeline", pipeline), ("state", state), ("status", status))
+                  if value is not None]
+        where = " AND ".join(f"{column} = ? COLLATE NOCASE" for column, _ in wheres) or "1"
+        rows = self.db.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC LIMIT ?",
+                               (*[value for _, value in wheres], limit)).fetchall()
         return [self._job_dict(row) for row in rows]
+
+    def finished_jobs(self) -> list[dict[str, Any]]:
+        """Stopped jobs, oldest first: id, stopped_at, size (None until measured)."""
+        rows = self.db.execute("SELECT id, stopped_at, size FROM jobs WHERE state = ? ORDER BY stopped_at, id",
+                               (JobState.STOPPED.value,))
+        return [dict(row) for row in rows]
+
+    def note_job_size(self, job_id: str, size: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET size = ? WHERE id = ?", (size, job_id))
+
+    def forget_jobs(self, job_ids: list[str]) -> None:
+        """Remove stopped jobs' records (their directories are gone)."""
+        with self._tx() as db:
+            for job_id in job_ids:
+                db.execute("DELETE FROM operators WHERE job_id = ?", (job_id,))
+                db.execute("DELETE FROM metadata WHERE kind = 'job' AND owner = ?", (job_id,))
+                db.execute("DELETE FROM jobs WHERE id = ? AND state = ?", (job_id, JobState.STOPPED.value))
 
     def jobs_in(self, state: JobState) -> list[dict[str, Any]]:
         """Jobs in ``state``, oldest first; held jobs are left out (nothing is to be done with them)."""
@@ -332,10 +322,8 @@ class Store:
         return [self._job_dict(row) for row in rows]
 
     def job(self, job_id_or_prefix: str) -> Optional[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
-            (job_id_or_prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
-        ).fetchall()
+        rows = self.db.execute("SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                               (_prefix(job_id_or_prefix),)).fetchall()
         if len(rows) > 1:
             raise ClaradError(f"job id prefix {job_id_or_prefix} is ambiguous")
         if not rows:

@@ -90,8 +90,8 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         try:
             payload = staging / "input"
             await asyncio.to_thread(_gather, sources, payload)
-            job = self.d.ingest.create_job(pipeline["name"], payload, request.name or pipeline["name"], chosen,
-                                           held=True)
+            job = await self.d.ingest.create_job(pipeline["name"], payload, request.name or pipeline["name"], chosen,
+                                                 held=True)
         except RejectedDrop as exc:
             raise ClaradError(str(exc)) from None
         finally:
@@ -110,8 +110,8 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
     async def Start(self, request: Any, context: Any) -> Any:
         job = self.find(request.job_id)
         if request.Variables:
-            raise Unsupported("Start: clarad has no pipeline parameters to fill from variables; give operators "
-                              "their values under variables: in the pipeline")
+            raise Unsupported("Start: clarad resolves a job's pipeline parameters when the job is created "
+                              "(clarad jobs create --param NAME=VALUE), not from Start's variables")
         if not job["held"]:
             raise ClaradError(f"job {job['id']} was started already (it is {job['state']})")
         self.d.store.release_job(job["id"])

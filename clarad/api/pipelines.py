@@ -52,7 +52,7 @@ class PipelinesService(pipelines_pb2_grpc.PipelinesServicer):
         try:
             path = staging / "definition.yaml"
             path.write_text(files[0].content, encoding="utf-8")
-            record = self.d.ingest.add_pipeline(path)
+            record = await self.d.ingest.add_pipeline(path)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         self.d.wake()
@@ -114,7 +114,7 @@ class PipelinesService(pipelines_pb2_grpc.PipelinesServicer):
 
     @answers(P.PipelinesRemoveResponse)
     async def Remove(self, request: Any, context: Any) -> Any:
-        self.d.ingest.remove_pipeline(self.find(request.pipeline_id)["name"])
+        self.d.ingest.remove_pipeline(self.find(request.pipeline_id)["name"], force=True)
         self.d.wake()
         return P.PipelinesRemoveResponse(header=ok())
 

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from clarad import __version__
 from clarad.control.protocol import Command
-from clarad.errors import ClaradError, ModelRejected, RejectedDrop
+from clarad.errors import ClaradError, ModelRejected, PipelineRejected, RejectedDrop
 from clarad.jobs import JobState, Priority
+from clarad.pipelines import describe, parse_pipeline, validate
 from clarad.repository import clara_type, parse_clara_type
 
 if TYPE_CHECKING:
@@ -95,8 +96,38 @@ class Handlers:
     def pipelines_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self.d.store.pipelines()
 
+    async def pipelines_show(self, args: dict[str, Any]) -> dict[str, Any]:
+        record = self.d.store.find_pipeline(str(args["pipeline"]))
+        if record is None:
+            raise ClaradError(f"no pipeline {args['pipeline']!r}")
+        pipeline = await asyncio.to_thread(parse_pipeline, record["definition"], f"pipeline {record['name']}")
+        counts: dict[str, int] = {}
+        for job in self.d.store.jobs(limit=1_000_000, pipeline=record["name"]):
+            key = job["status"] or job["state"]
+            counts[key] = counts.get(key, 0) + 1
+        return {**record, **describe(pipeline), "jobs": counts}
+
+    def pipelines_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.d.ingest.remove_pipeline(str(args["pipeline"]), bool(args.get("force")))
+
+    async def pipelines_validate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Every problem of a definition the CLI read (it is not installed)."""
+        source = str(args.get("source") or "pipeline")
+        try:
+            pipeline, problems = await asyncio.to_thread(
+                validate, str(args["text"]), source, self.d.store.model_digests(), self.d.ingest.gpus,
+                self.d.ingest.cpus, self.d.ingest.max_models)
+        except PipelineRejected as exc:  # not YAML at all
+            return {"source": source, "problems": exc.problems, "notes": []}
+        return {"source": source, "problems": problems, "notes": pipeline.notes if pipeline else []}
+
     def jobs_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.d.store.jobs(int(args.get("limit", 100)))
+        pipeline = args.get("pipeline")
+        if pipeline:
+            record = self.d.store.find_pipeline(str(pipeline))
+            pipeline = record["name"] if record else pipeline  # a removed pipeline's jobs, by its name
+        state, status = (str(args[k]).upper() if args.get(k) else None for k in ("state", "status"))
+        return self.d.store.jobs(int(args.get("limit", 100)), pipeline=pipeline, state=state, status=status)
 
     def jobs_show(self, args: dict[str, Any]) -> dict[str, Any]:
         job = self.d.store.job(str(args["id"]))
@@ -125,11 +156,11 @@ class Handlers:
         try:
             copy = staging / path.name
             await asyncio.to_thread(_copy_payload, path, copy)
-            pipeline = self.d.store.find_pipeline(str(args["pipeline"]))  # by name or id, as Clara's CLI
-            job = self.d.ingest.create_job(pipeline["name"] if pipeline else str(args["pipeline"]), copy,
-                                           str(args.get("name") or path.name), priority)
+            params = {str(k): str(v) for k, v in (args.get("params") or {}).items()}
+            job = await self.d.ingest.create_job(str(args["pipeline"]), copy, str(args.get("name") or path.name),
+                                                 priority, params)
         except RejectedDrop as exc:
-            raise ClaradError(str(exc)) from None
+            raise ClaradError("; ".join(getattr(exc, "problems", None) or [str(exc)])) from None
         except OSError as exc:
             raise ClaradError(f"{path}: {exc.strerror or exc}") from None
         finally:

@@ -206,3 +206,41 @@ def test_format_model_shows_its_clara_type_and_metadata() -> None:
     text = format_model(model)
     assert "type: tensorrt, backend: tensorrt_plan" in text
     assert "metadata: Owner=radiology" in text
+
+
+def test_parser_reads_jobs_create_with_parameters_and_a_pipeline_id() -> None:
+    ns = build_parser().parse_args(["jobs", "create", "0123abcd", "/tmp/x", "--param", "a=1", "--param", "b=x=y"])
+    assert (ns.pipeline, ns.param) == ("0123abcd", ["a=1", "b=x=y"])
+    from clarad.cli import _params
+    assert _params(ns.param) == {"a": "1", "b": "x=y"}
+
+
+def test_a_parameter_without_a_value_is_refused_by_the_cli() -> None:
+    from clarad.cli import _params
+    from clarad.errors import ClaradError
+    with pytest.raises(ClaradError, match="--param 'oops': write NAME=VALUE"):
+        _params(["oops"])
+
+
+def test_parser_reads_jobs_list_filters_and_logs_follow() -> None:
+    ns = build_parser().parse_args(["jobs", "list", "--pipeline", "seg", "--state", "STOPPED", "--status", "faulted"])
+    assert (ns.pipeline, ns.state, ns.status, ns.limit) == ("seg", "stopped", "faulted", 100)
+    assert build_parser().parse_args(["jobs", "logs", "abc", "-f"]).follow is True
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["jobs", "list", "--state", "asleep"])
+
+
+def test_format_pipeline_shows_parameters_operators_and_jobs() -> None:
+    from clarad.cli import format_pipeline
+    text = format_pipeline({
+        "name": "seg", "id": "0" * 32, "api_version": "0.8.1", "description": "liver segmentation", "added_at": None,
+        "timeout": None, "parameters": {"threshold": "0.5", "tag": None}, "models": ["liver"],
+        "jobs": {"HEALTHY": 2, "RUNNING": 1},
+        "operators": [{"name": "reader", "input": [{"from": None, "name": None, "path": "/input"}],
+                       "output": [{"name": "dcm", "path": "/output"}], "requests": {"cpu": 1, "gpu": 0},
+                       "models": ["liver"], "command": ["python", "read.py"]}]})
+    lines = text.splitlines()
+    assert lines[:2] == [f"pipeline seg (id {'0' * 32}), api-version 0.8.1", "description: liver segmentation"]
+    assert "parameters: threshold=0.5, tag=(required)" in lines
+    assert "jobs: healthy 2, running 1" in lines
+    assert lines[-1].split() == ["reader", "@/input", "dcm@/output", "cpu=1,gpu=0", "liver", "python", "read.py"]

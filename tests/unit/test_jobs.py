@@ -6,15 +6,14 @@ import pytest
 
 from clarad.errors import TransitionError
 from clarad.jobs import (
+    DagProgress,
     JobState,
     OperatorState,
     Priority,
     QueuedJob,
-    doomed_operators,
     job_transition,
     operator_transition,
     queue_order,
-    runnable_operators,
 )
 from clarad.pipelines import Pipeline, parse_pipeline
 
@@ -72,32 +71,52 @@ def chain() -> Pipeline:
 
 
 def test_operators_without_upstream_are_runnable_first() -> None:
-    assert runnable_operators(chain(), dict(a=P, b=P, c=P, d=P, e=P)) == ["a", "d"]
+    progress = DagProgress(chain())
+    assert progress.start(10) == ["a", "d"]
+    assert progress.start(10) == []
+
+
+def test_start_takes_no_more_than_its_limit_and_keeps_the_rest_for_later() -> None:
+    progress = DagProgress(chain())
+    assert progress.start(1) == ["a"]
+    assert progress.start(0) == []
+    assert progress.start(5) == ["d"]
 
 
 def test_operator_waits_for_every_upstream_to_complete() -> None:
-    assert runnable_operators(chain(), dict(a=C, b=R, c=P, d=R, e=P)) == []
-    assert runnable_operators(chain(), dict(a=C, b=R, c=P, d=C, e=P)) == ["e"]
+    progress = DagProgress(chain())
+    progress.start(10)
+    progress.complete("a")
+    assert progress.start(10) == ["b"]  # e still waits for d
+    progress.complete("d")
+    assert progress.start(10) == ["e"]
+    assert progress.state == dict(a=C, b=R, c=P, d=C, e=R)
 
 
-def test_running_and_finished_operators_are_not_runnable() -> None:
-    assert runnable_operators(chain(), dict(a=C, b=C, c=C, d=F, e=P)) == []
-
-
-def test_nothing_is_doomed_while_nothing_faulted() -> None:
-    assert doomed_operators(chain(), dict(a=C, b=R, c=P, d=P, e=P)) == []
+def test_nothing_is_doomed_by_a_completion() -> None:
+    progress = DagProgress(chain())
+    progress.start(10)
+    progress.complete("a")
+    assert progress.pending() == ["b", "c", "e"]
 
 
 def test_fault_dooms_everything_downstream_transitively() -> None:
-    assert doomed_operators(chain(), dict(a=F, b=P, c=P, d=P, e=P)) == ["b", "c", "e"]
+    progress = DagProgress(chain())
+    progress.start(10)
+    assert progress.fault("a") == ["b", "e", "c"]
+    assert progress.state == dict(a=F, b=F, c=F, d=R, e=F)
+    assert progress.start(10) == []
 
 
-def test_fault_of_one_upstream_dooms_a_join() -> None:
-    assert doomed_operators(chain(), dict(a=C, b=R, c=P, d=F, e=P)) == ["e"]
-
-
-def test_only_pending_operators_are_doomed() -> None:
-    assert doomed_operators(chain(), dict(a=F, b=R, c=P, d=C, e=P)) == ["e"]
+def test_fault_of_one_upstream_dooms_a_join_but_not_what_runs() -> None:
+    progress = DagProgress(chain())
+    progress.start(10)
+    progress.complete("a")
+    progress.start(10)  # b
+    assert progress.fault("d") == ["e"]
+    assert progress.state == dict(a=C, b=R, c=P, d=F, e=F)
+    progress.complete("b")
+    assert progress.start(10) == ["c"]
 
 
 @pytest.mark.parametrize(("text", "expected"), [

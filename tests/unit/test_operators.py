@@ -54,7 +54,7 @@ def test_every_operator_gets_job_identity_and_nosynclock() -> None:
     assert (env["NVIDIA_CLARA_JOBID"], env["NVIDIA_CLARA_JOBNAME"], env["NVIDIA_CLARA_STAGENAME"]) == (
         "j1", "scan-42", "plain")
     assert env["NVIDIA_CLARA_NOSYNCLOCK"] == "1"
-    assert env["NVIDIA_CLARA_LOGS"] == str(ROOT / "logs")
+    assert env["NVIDIA_CLARA_LOGS"] == str(ROOT / "logs" / "plain")
     assert env["NVIDIA_CLARA_PUBLISHING"] == str(ROOT / "publish")
     assert env["CUDA_VISIBLE_DEVICES"] == "0"
 
@@ -132,6 +132,67 @@ def test_workspace_paths() -> None:
     assert WS.output_dir("seg") == ROOT / "operators" / "seg"
     assert WS.output_dir("seg", "mask") == ROOT / "operators" / "seg" / "mask"
     assert WS.log_file("seg") == ROOT / "logs" / "seg.log"
+    assert WS.app_logs("seg") == ROOT / "logs" / "seg"
     assert WS.inputs(SEG) == [ROOT / "operators" / "reader" / "image", ROOT / "operators" / "plain", ROOT / "input"]
     assert WS.outputs(READER) == [ROOT / "operators" / "reader" / "image", ROOT / "operators" / "reader" / "report"]
     assert WS.outputs(PLAIN) == [ROOT / "operators" / "plain"]
+
+
+CLARA_STYLE = parse_pipeline(
+    "name: c\noperators:\n"
+    "- name: reader\n  command: [r]\n  input: [{path: /input}]\n  output: [{name: dcmout, path: /output}]\n"
+    "- name: classify\n  command: [c]\n"
+    "  input: [{from: reader, name: dcmout, path: /label_image}, {path: /input}]\n"
+    "  output: [{name: classification, path: /output}, {name: rendering, path: /publish}]\n"
+    "- name: trtis-user\n  command: [t]\n  models: [{name: affine}]\n"
+    "  services:\n  - name: trtis\n    container: {image: nvcr.io/nvidia/tritonserver}\n"
+    "    connections: {http: [{name: MY_TRITON, port: 8000}, {name: MY_GRPC, port: 8001}]}\n"
+)
+C_READER, C_CLASSIFY, C_TRITON = CLARA_STYLE.operators
+
+
+def test_inputpaths_and_outputpaths_are_name_path_pairs_as_nvidia_code_splits_them() -> None:
+    env = env_of(C_READER)
+    assert env["NVIDIA_CLARA_INPUTPATHS"] == f":{ROOT / 'input'}"
+    assert env["NVIDIA_CLARA_INPUTPATHS"].split(":")[1] == str(ROOT / "input")  # clara-dicom-adapter's dicom-test
+    assert env["NVIDIA_CLARA_OUTPUTPATHS"].split(":") == ["dcmout", str(ROOT / "operators" / "reader" / "dcmout")]
+
+
+def test_several_entries_keep_every_odd_field_a_path() -> None:
+    fields = env_of(C_CLASSIFY)["NVIDIA_CLARA_INPUTPATHS"].split(":")
+    assert fields[0::2] == ["dcmout", ""]
+    assert fields[1::2] == [str(ROOT / "operators" / "reader" / "dcmout"), str(ROOT / "input")]
+
+
+def test_in_its_own_namespace_an_operator_is_given_its_declared_paths() -> None:
+    env = operator_env({}, C_CLASSIFY, "j1", "scan", WS, None, namespaced=True)
+    assert env["NVIDIA_CLARA_INPUTPATHS"] == "dcmout:/label_image::/input"
+    assert env["NVIDIA_CLARA_OUTPUTPATHS"] == "classification:/output:rendering:/publish"
+    assert (env["NVIDIA_CLARA_INPUT"], env["NVIDIA_CLARA_OUTPUT"]) == ("/input", "/output")  # Clara's, not the first
+    assert (env["NVIDIA_CLARA_LOGS"], env["NVIDIA_CLARA_PUBLISHING"]) == ("/logs", "/publish")
+    assert env["CLARAD_INPUT_0"] == str(ROOT / "operators" / "reader" / "dcmout")  # always the real directory
+
+
+def test_without_a_namespace_the_default_paths_are_real_directories() -> None:
+    env = env_of(C_CLASSIFY)
+    assert env["NVIDIA_CLARA_INPUT"] == str(ROOT / "input")  # the input declared at /input
+    assert env["NVIDIA_CLARA_OUTPUT"] == str(ROOT / "operators" / "classify" / "classification")
+    assert env["NVIDIA_CLARA_PUBLISHING"] == str(ROOT / "publish")
+
+
+def test_the_namespace_binds_inputs_read_only_and_outputs_logs_publish_writable() -> None:
+    binds = {(b.seen, b.writable): b.real for b in WS.binds(C_CLASSIFY)}
+    assert binds == {
+        ("/label_image", False): ROOT / "operators" / "reader" / "dcmout",
+        ("/input", False): ROOT / "input",
+        ("/output", True): ROOT / "operators" / "classify" / "classification",
+        ("/publish", True): ROOT / "operators" / "classify" / "rendering",  # a declared output wins
+        ("/logs", True): ROOT / "logs" / "classify",
+    }
+
+
+def test_a_triton_services_connections_point_at_the_jobs_instance() -> None:
+    env = env_of(C_TRITON, base={"MY_TRITON": "stale:1"})
+    assert (env["MY_TRITON"], env["MY_GRPC"]) == ("127.0.0.1:8000", "127.0.0.1:8001")
+    assert env["NVIDIA_CLARA_TRTISURI"] == "127.0.0.1:8000"
+    assert "MY_TRITON" not in env_of(C_TRITON, triton=None, base={"MY_TRITON": "stale:1"})

@@ -12,14 +12,15 @@ from clarad.pipelines import Pipeline, check_pipeline, parse_pipeline, topologic
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "pipelines"
 KNOWN_MODELS = {"segmentation_ct_spleen_v1", "segmentation_ct_liver_v1", "affine"}
 KNOWN_GPUS = 1
+KNOWN_CPUS = 2
 
 VALID = sorted((CORPUS / "valid").glob("*.yaml"))
 INVALID = sorted((CORPUS / "invalid").glob("*.yaml"))
 
 
-def load(text: str) -> Pipeline:
-    pipeline = parse_pipeline(text)
-    check_pipeline(pipeline, KNOWN_MODELS, KNOWN_GPUS)
+def load(text: str, source: str = "pipeline") -> Pipeline:
+    pipeline = parse_pipeline(text, source)
+    check_pipeline(pipeline, KNOWN_MODELS, KNOWN_GPUS, KNOWN_CPUS)
     return pipeline
 
 
@@ -32,7 +33,7 @@ def test_corpus_has_enough_samples() -> None:
 
 @pytest.mark.parametrize("sample", VALID, ids=lambda p: p.stem)
 def test_valid_pipeline_is_accepted(sample: Path) -> None:
-    pipeline = load(sample.read_text(encoding="utf-8"))
+    pipeline = load(sample.read_text(encoding="utf-8"), sample.name)
     assert pipeline.operators
     assert sorted(topological_order(pipeline)) == sorted(op.name for op in pipeline.operators)
 
@@ -41,26 +42,28 @@ def test_valid_pipeline_is_accepted(sample: Path) -> None:
 def test_invalid_pipeline_is_refused_with_its_reason(sample: Path) -> None:
     expected = sample.with_suffix(".expect").read_text(encoding="utf-8").strip()
     with pytest.raises(PipelineRejected) as refused:
-        load(sample.read_text(encoding="utf-8"))
+        load(sample.read_text(encoding="utf-8"), sample.name)
     message = str(refused.value)
+    assert message.startswith(f"{sample.name}: ")
     assert expected in message
     assert "\n" not in message
 
 
 def test_null_pipeline_keeps_clara_structure() -> None:
-    pipeline = load((CORPUS / "valid" / "null-pipeline.yaml").read_text(encoding="utf-8"))
+    pipeline = load((CORPUS / "valid" / "null-pipeline.yaml").read_text(encoding="utf-8"), "null-pipeline.yaml")
     reader, writer = pipeline.operators
-    assert (pipeline.name, pipeline.api_version, pipeline.orchestrator) == ("null-pipeline", "0.4.0", "Clara")
-    assert pipeline.pull_secrets == ["ngc-clara"]
+    assert (pipeline.name, pipeline.api_version) == ("null-pipeline", "0.4.0")
+    assert pipeline.notes == [
+        "null-pipeline.yaml: orchestrator set aside: Kubernetes-era choice of engine (Clara or Argo); one host has one",
+        "null-pipeline.yaml: pull-secrets set aside: Kubernetes image pull secrets; no images are pulled"]
     assert reader.container is not None
-    assert (reader.container.image, reader.container.tag) == ("null-pipeline/operator-py", "0.8.1")
     assert reader.argv == ["python", "register.py", "--agent", "renderserver"]
     assert reader.all_variables == {"CLARA_TRACE": "2", "FROM_CONTAINER": "yes"}
     assert reader.model_names == ["segmentation_ct_spleen_v1", "segmentation_ct_liver_v1"]
     assert [(o.name, o.path) for o in reader.output] == [
         ("segmentation", "/output/segmentation"), ("report", "/output/report")]
     assert [(i.from_, i.name, i.path) for i in writer.input] == [("null-reader", "segmentation", "/input")]
-    assert writer.container is not None and writer.container.tag == "latest"
+    assert writer.container is not None and writer.argv == ["python", "write.py"]
     assert writer.upstream == {"null-reader"}
 
 
@@ -104,11 +107,13 @@ def test_topological_order_refuses_a_cycle() -> None:
         topological_order(pipeline)
 
 
-def test_operator_command_wins_over_container_command() -> None:
-    op = parse_pipeline(
+def test_operator_command_and_container_command_together_are_refused() -> None:
+    pipeline = parse_pipeline(
         "name: p\noperators:\n- name: a\n  command: [host, 1, 2.5]\n  container: {command: [inside]}\n"
-    ).operators[0]
-    assert op.argv == ["host", "1", "2.5"]
+    )
+    assert pipeline.operators[0].argv == ["host", "1", "2.5"]
+    with pytest.raises(PipelineRejected, match='operator "a": both command and container.command: give one'):
+        check_pipeline(pipeline, set(), 0)
 
 
 def test_container_command_is_used_when_operator_has_none() -> None:

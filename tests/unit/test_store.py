@@ -238,3 +238,54 @@ def test_pipeline_found_by_name_in_any_case_or_by_id(store: Store) -> None:
     assert store.find_pipeline("LIVER")["id"] == pipeline_id  # type: ignore[index]
     assert store.find_pipeline(pipeline_id.upper())["name"] == "Liver"  # type: ignore[index]
     assert store.find_pipeline("kidney") is None
+
+
+def test_pipelines_are_found_by_name_in_any_case_or_by_id_prefix(store: Store) -> None:
+    pid = store.accept_pipeline("Seg-Liver", "name: Seg-Liver", now=1.0)
+    other = store.accept_pipeline("lungs", "name: lungs", now=2.0)
+    assert store.find_pipeline("seg-liver")["id"] == pid  # type: ignore[index]
+    assert store.find_pipeline(pid[:6].upper())["name"] == "Seg-Liver"  # type: ignore[index]
+    assert store.find_pipeline(other)["name"] == "lungs"  # type: ignore[index]
+    assert store.find_pipeline("nothing") is None
+    assert store.find_pipeline("%") is None  # a wildcard is literal
+
+
+def test_an_ambiguous_pipeline_id_prefix_is_refused(store: Store) -> None:
+    store.accept_pipeline("a", "name: a", now=1.0)
+    store.accept_pipeline("b", "name: b", now=1.0)
+    store.db.execute("UPDATE pipelines SET id = 'ab' || id")
+    with pytest.raises(ClaradError, match="pipeline id prefix ab is ambiguous"):
+        store.find_pipeline("ab")
+
+
+def test_a_removed_pipeline_is_gone_and_its_jobs_stay(store: Store) -> None:
+    store.accept_pipeline("seg", "name: seg", now=1.0)
+    store.create_job(JOB, "seg", "scan", "normal", ["a"], now=2.0)
+    store.remove_pipeline("SEG")
+    assert store.pipelines() == []
+    assert store.job(JOB) is not None
+
+
+def test_jobs_list_filters_by_pipeline_state_and_status(store: Store) -> None:
+    store.create_job(JOB, "Seg", "scan-1", "normal", ["a"], now=1.0)
+    store.create_job(OTHER, "lungs", "scan-2", "normal", ["a"], now=2.0)
+    store.finish_job(OTHER, JobStatus.FAULTED, "broke", now=3.0)
+    assert [j["id"] for j in store.jobs(pipeline="seg")] == [JOB]
+    assert [j["id"] for j in store.jobs(state="STOPPED")] == [OTHER]
+    assert [j["id"] for j in store.jobs(status="faulted")] == [OTHER]
+    assert store.jobs(pipeline="lungs", status="HEALTHY") == []
+    assert [j["id"] for j in store.jobs()] == [OTHER, JOB]
+
+
+def test_finished_jobs_oldest_first_are_measured_once_and_forgotten(store: Store) -> None:
+    store.create_job(JOB, "p", "one", "normal", ["a"], now=1.0)
+    store.create_job(OTHER, "p", "two", "normal", ["a"], now=2.0)
+    store.finish_job(OTHER, JobStatus.HEALTHY, "done", now=5.0)
+    store.finish_job(JOB, JobStatus.HEALTHY, "done", now=6.0)
+    assert store.finished_jobs() == [{"id": OTHER, "stopped_at": 5.0, "size": None},
+                                     {"id": JOB, "stopped_at": 6.0, "size": None}]
+    store.note_job_size(OTHER, 42)
+    assert store.finished_jobs()[0]["size"] == 42
+    store.forget_jobs([OTHER])
+    assert store.job(OTHER) is None
+    assert store.db.execute("SELECT count(*) FROM operators WHERE job_id = ?", (OTHER,)).fetchone()[0] == 0

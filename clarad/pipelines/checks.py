@@ -1,0 +1,168 @@
+"""What the schema cannot check: names, references, paths, the DAG, and what the host and the
+repository have. Pure, and linear in the size of the pipeline (a 2,000-operator chain is as quick
+per operator as a short one). Every problem is collected; PipelineRejected carries them all.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import deque
+from collections.abc import Collection
+from typing import Optional, Union
+
+from clarad.errors import PipelineRejected
+from clarad.pipelines.model import Input, Operator, Output, Pipeline
+
+# Directories of the host an operator's own program needs: a declared path may not hide one of
+# them inside the operator's mount namespace.
+SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "run",
+                         "sbin", "sys", "usr", "var"})
+
+
+def topological_order(pipeline: Pipeline) -> list[str]:
+    """Operator names so that each comes after those it reads from (Kahn's algorithm, in pipeline
+    order among equals); raises PipelineRejected naming a cycle."""
+    waiting = {op.name: len(op.upstream) for op in pipeline.operators}
+    readers: dict[str, list[str]] = {op.name: [] for op in pipeline.operators}
+    for op in pipeline.operators:
+        for up in op.upstream:
+            readers.setdefault(up, []).append(op.name)
+    ready = deque(name for name, count in waiting.items() if count == 0)
+    order: list[str] = []
+    while ready:
+        name = ready.popleft()
+        order.append(name)
+        for reader in readers.get(name, ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                ready.append(reader)
+    if len(order) < len(waiting):
+        cycle = _a_cycle(pipeline, {name for name, count in waiting.items() if count > 0})
+        raise PipelineRejected(f"{pipeline.source}: operators form a cycle: {' -> '.join(sorted(cycle))}")
+    return order
+
+
+def _a_cycle(pipeline: Pipeline, left: set[str]) -> list[str]:
+    """One cycle among the operators Kahn's algorithm could not order: follow 'reads from' until a
+    name comes back (each step stays among ``left``, which only holds operators on or after a cycle)."""
+    start = min(left)
+    seen: dict[str, int] = {}
+    path: list[str] = []
+    name = start
+    while name not in seen:
+        seen[name] = len(path)
+        path.append(name)
+        name = min((up for up in pipeline.operator(name).upstream if up in left), default=start)
+    return path[seen[name]:]
+
+
+def check_pipeline(pipeline: Pipeline, known_models: Collection[str], gpus: int, cpus: Optional[int] = None,
+                   max_models: Optional[int] = None) -> None:
+    """Check what the schema cannot: names, references, paths, the DAG, the models it needs, and the
+    ``gpus`` and ``cpus`` this host has for its operators, and that one operator's models fit the
+    ``max_models`` of one instance. Raises PipelineRejected with every problem."""
+    src = pipeline.source
+    problems: list[str] = []
+    seen: set[str] = set()
+    by_name: dict[str, Operator] = {}
+    for op in pipeline.operators:
+        if op.name.lower() in seen:
+            problems.append(f'{src}: operator "{op.name}": name used twice (names are case-insensitive)')
+        seen.add(op.name.lower())
+        by_name.setdefault(op.name, op)
+    for op in pipeline.operators:
+        problems += [f'{src}: operator "{op.name}": {problem}' for problem in _operator(op, by_name, gpus, cpus)]
+        wanted = len(set(op.model_names))  # a job's models may be split over instances; one operator's may not
+        if max_models is not None and wanted > max_models:
+            problems.append(f'{src}: operator "{op.name}": models: asks for {wanted} models; one instance may hold at '
+                            f"most {max_models} (max_models_per_instance)")
+    if not problems:
+        try:
+            topological_order(pipeline)
+        except PipelineRejected as exc:
+            problems.append(str(exc))
+    missing = [name for name in pipeline.model_names if name not in known_models]
+    if missing:
+        users = [op.name for op in pipeline.operators if set(op.model_names) & set(missing)]
+        problems.append(f"{src}: model(s) {', '.join(missing)} asked for by operator(s) {', '.join(users)} "
+                        "are not in the model repository: add the model first")
+    if problems:
+        raise PipelineRejected(problems[0], problems=problems)
+
+
+def _operator(op: Operator, by_name: dict[str, Operator], gpus: int, cpus: Optional[int]) -> list[str]:
+    problems: list[str] = []
+    if not op.argv:
+        problems.append("command: none given (set container.command, or command for a host command)")
+    if op.command and op.container is not None and op.container.command:
+        problems.append("both command and container.command: give one (command is clarad's name for a host command)")
+    if op.requests.gpu > gpus:
+        problems.append(f"requests.gpu is {op.requests.gpu}, but this host has {gpus} GPU(s) clarad may use "
+                        "(see use_gpus)")
+    if cpus is not None and (op.requests.cpu or 0) > cpus:
+        problems.append(f"requests.cpu is {op.requests.cpu}, but this host has {cpus} CPU(s) clarad may use")
+    out_names = [out.name for out in op.output if out.name]
+    if len(out_names) != len(set(out_names)):
+        problems.append("output names must be unique")
+    if len(op.output) > 1 and len(out_names) != len(op.output):
+        problems.append("with several outputs each needs a name")
+    for index, inp in enumerate(op.input):
+        problems += [f"input[{index}]{p}" for p in _input(op, inp, by_name)]
+    problems += _paths(op)
+    if len(set(op.model_names)) != len(op.model_names):
+        problems.append("a model is listed twice under models")
+    if op.services and not op.model_names:
+        problems.append(f"services[0]: {op.services[0].name} serves no model clarad can name: list the models the "
+                        "operator needs under models (or --load-model=NAME in the service's command)")
+    return problems
+
+
+def _input(op: Operator, inp: Input, by_name: dict[str, Operator]) -> list[str]:
+    if inp.from_ is None:
+        return [" has a name but no from"] if inp.name is not None else []
+    if inp.from_ == op.name:
+        return [" reads from the operator itself"]
+    source = by_name.get(inp.from_)
+    if source is None:
+        return [f' from "{inp.from_}": no such operator in this pipeline']
+    outputs = {out.name: out for out in source.output}
+    if inp.name is not None and inp.name not in outputs:
+        return [f': operator "{inp.from_}" has no output named "{inp.name}"']
+    upstream = outputs.get(inp.name)
+    if upstream is not None and inp.element_type and upstream.element_type and inp.element_type != upstream.element_type:
+        return [f": element-type {inp.element_type!r} does not match {upstream.element_type!r} of operator "
+                f'"{inp.from_}"']
+    return []
+
+
+def _paths(op: Operator) -> list[str]:
+    """Declared paths: absolute, plain (no '..', no ':'), not over the host's system directories, one
+    directory each."""
+    problems: list[str] = []
+    used: dict[str, str] = {}
+    declared: list[tuple[str, Union[Input, Output]]] = [
+        *[(f"input[{i}].path", inp) for i, inp in enumerate(op.input)],
+        *[(f"output[{i}].path", out) for i, out in enumerate(op.output)]]
+    for where, entry in declared:
+        path = entry.path
+        if path is None:
+            continue
+        problem = path_problem(path)
+        if problem is None and posixpath.normpath(path) in used:
+            problem = f"{path!r} is also {used[posixpath.normpath(path)]}: each directory needs its own path"
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+        used.setdefault(posixpath.normpath(path), where)
+    return problems
+
+
+def path_problem(path: str) -> Optional[str]:
+    """Why a declared ``path`` cannot be where an operator sees a directory, or None."""
+    parts = path.split("/")
+    if not path.startswith("/") or path == "/":
+        return f"{path!r} must be an absolute path below / (as /input)"
+    if ".." in parts or "." in parts or ":" in path or "\0" in path:
+        return f"{path!r} may not hold '..', '.', ':' or NUL"
+    if parts[1] in SYSTEM_DIRS:
+        return f"{path!r} is inside /{parts[1]}, which the operator's own program needs: choose another directory"
+    return None
