@@ -183,7 +183,9 @@ async def stop(child: Child, grace: float) -> int:
         refused = not _signal_group(child.pid, signal.SIGTERM)
         if not refused:  # a refused TERM leaves nothing to wait the grace for
             try:
-                await asyncio.wait_for(child.proc.wait(), grace)
+                # The whole group gets the grace: a wrapper leading it (bwrap) may end at TERM before
+                # the program it started does.
+                await asyncio.wait_for(_group_ended(child), grace)
             except asyncio.TimeoutError:
                 if grace > 0:
                     log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
@@ -196,6 +198,28 @@ async def stop(child: Child, grace: float) -> int:
                            f"{why}")
         log.error("%s", error)
         raise error from None
+
+
+GROUP_POLL = 0.05  # seconds between looks at what is left of a group whose leader has exited
+
+
+async def _group_ended(child: Child) -> None:
+    """Wait until the child has exited and no live process is left in its process group."""
+    await child.proc.wait()
+    while _group_members(child.pid):
+        await asyncio.sleep(GROUP_POLL)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except (OSError, psutil.Error):
+            continue
+    return members
 
 
 async def wait_through_cancel(task: "asyncio.Future[Any]") -> None:
