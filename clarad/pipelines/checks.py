@@ -94,6 +94,8 @@ def _operator(op: Operator, by_name: dict[str, Operator], gpus: int, cpus: Optio
     problems: list[str] = []
     if not op.argv:
         problems.append("command: none given (set container.command, or command for a host command)")
+    elif any("\0" in arg for arg in op.argv):
+        problems.append("command: a NUL character cannot be passed to a program")
     if op.command and op.container is not None and op.container.command:
         problems.append("both command and container.command: give one (command is clarad's name for a host command)")
     if op.requests.gpu > gpus:

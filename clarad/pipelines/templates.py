@@ -52,6 +52,8 @@ def resolve(data: dict[str, Any], args: Mapping[str, str], source: str,
                 problems.append(f"{source}: {where}: {key!r} is not a name (1-255 of A-Z a-z 0-9 - _)")
             elif value is not None and not isinstance(value, (str, int, float, bool)):
                 problems.append(f"{source}: {where}.{key}: a parameter's value is a string, not a list or mapping")
+    problems += [f"argument {name!r}: a NUL character cannot be passed to a program" for name, value in args.items()
+                 if "\0" in value]
     unknown = sorted(set(args) - set(declared(data)))
     problems += [f"argument {name!r}: the pipeline declares no parameter {name!r} "
                  f"(declared: {', '.join(sorted(declared(data))) or 'none'})" for name in unknown]

@@ -294,3 +294,18 @@ def test_finished_jobs_are_removed_oldest_first_beyond_the_size_limit(tmp_path: 
         assert sorted(p.name for p in (daemon.state / "jobs").iterdir()) == sorted(jobs[1:])
     finally:
         daemon.stop()
+
+
+def test_pipelines_validate_prints_every_problem_and_installs_nothing(clarad: Clarad, tmp_path: Path) -> None:
+    checked = clarad.cli("pipelines", "validate", str(CLARA / "sizing-tool-nullpipeline.yaml"))
+    assert checked.returncode == 1
+    lines = checked.stdout.splitlines()
+    assert len(lines) == 10  # three images, three tags, three commands missing, a GPU the host lacks
+    assert all(line.startswith('sizing-tool-nullpipeline.yaml: operator "null-') for line in lines)
+    assert sum("container.image: container operators need an OCI runtime" in line for line in lines) == 3
+    fine = tmp_path / "fine.yaml"
+    fine.write_text(dicom_test(container_mode=False).replace("dicom-test-pipeline", "never-installed"))
+    checked = clarad.cli("pipelines", "validate", str(fine))
+    assert (checked.returncode, checked.stdout.splitlines()[0]) == (0, "fine.yaml: no problem")
+    assert "fine.yaml: pull-secrets set aside: Kubernetes image pull secrets; no images are pulled" in checked.stdout
+    assert "never-installed" not in {p["name"] for p in clarad.ask("pipelines.list")}

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from clarad.errors import PipelineRejected
-from clarad.pipelines import declared, parse_pipeline, resolve_for_job
+from clarad.pipelines import declared, parse_pipeline, resolve_for_job, validate
 
 TEXT = """
 name: templated
@@ -105,3 +105,11 @@ def test_parameter_names_follow_clara_name_rules_and_values_are_scalars() -> Non
 def test_declared_lists_every_parameter_with_its_default() -> None:
     data = yaml.safe_load(TEXT)
     assert declared(data) == {"input-from": "reader", "threshold": "0.5", "required-tag": None, "mode": "fast"}
+
+
+def test_a_nul_in_an_argument_or_a_command_is_refused() -> None:
+    with pytest.raises(PipelineRejected, match="argument 'who': a NUL character cannot be passed"):
+        resolve_for_job(TEXT, "templated.yaml", {"required-tag": "x", "who": "a\0b"})
+    _pipeline, problems = validate('name: p\noperators:\n- name: a\n  command: [run, "x\\0y"]\n', "nul.yaml",
+                                   set(), 0, 2)
+    assert problems == ['nul.yaml: operator "a": command: a NUL character cannot be passed to a program']
