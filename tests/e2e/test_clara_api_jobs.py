@@ -146,7 +146,7 @@ def test_payload_names_leading_outside_are_refused_and_start_variables_are_not_s
     assert escape.header.code == -1 and "without '..'" in escape.header.messages[0]
     variables = api.jobs.Start(jobs_pb2.JobsStartRequest(
         header=HEADER, job_id=created.job_id, Variables=[jobs_pb2.JobsStartRequest.NamedValue(name="a", value="b")]))
-    assert variables.header.code == -3 and "no pipeline parameters" in variables.header.messages[0]
+    assert variables.header.code == -3 and "not from Start's variables" in variables.header.messages[0]
     metadata = jobs_pb2.JobsAddMetadataRequest(header=HEADER, job_id=created.job_id)
     metadata.metadata.add(key="study", value="42")
     assert as_dict(api.jobs.AddMetadata(metadata).metadata) == {"study": "42"}
