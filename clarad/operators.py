@@ -193,7 +193,7 @@ def prepare_workspace(workspace: Workspace, pipeline: Pipeline, user: Optional[s
         own_logs = [workspace.app_logs(op.name) for op in pipeline.operators]
         for top in (workspace.payload, workspace.root / "operators", workspace.publish, *own_logs):
             _chown_tree(top, account.pw_uid, account.pw_gid)
-        for folder in (workspace.root, workspace.root.parent):
+        for folder in (workspace.root, workspace.root.parent, workspace.logs):  # logs/: to reach logs/<op>/
             folder.chmod(folder.stat().st_mode | stat.S_IXOTH)  # pass through, not list
     except (KeyError, OSError) as exc:
         raise ClaradError(f"cannot hand the job's directories to operator_user {user}: {exc}") from None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from clarad import __version__
 from clarad.control.protocol import Command
 from clarad.errors import ClaradError, ModelRejected, PipelineRejected, RejectedDrop
+from clarad.ingest import MAX_PIPELINE_BYTES
 from clarad.jobs import JobState, Priority
 from clarad.pipelines import describe, parse_pipeline, validate
 from clarad.repository import clara_type, parse_clara_type
@@ -113,6 +114,8 @@ class Handlers:
     async def pipelines_validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """Every problem of a definition the CLI read (it is not installed)."""
         source = str(args.get("source") or "pipeline")
+        if len(str(args["text"]).encode()) > MAX_PIPELINE_BYTES:
+            return {"source": source, "problems": [f"{source}: larger than {MAX_PIPELINE_BYTES} bytes"], "notes": []}
         try:
             pipeline, problems = await asyncio.to_thread(
                 validate, str(args["text"]), source, self.d.store.model_digests(), self.d.ingest.gpus,
