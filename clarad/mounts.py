@@ -6,6 +6,10 @@ operator alone, where every top-level directory of the host is bound as it is, e
 declared path lives under, which start empty; then each declared input (read-only), output, and
 ``/logs`` and ``/publish`` are bound at their paths. Nothing outside the namespace changes.
 
+bwrap runs the program with ``--die-with-parent``: when bwrap ends (a TERM, a KILL of bwrap alone),
+its program ends too, never left waiting in a half-made namespace. To keep an operator's grace
+period, a stop sends the program its TERM first (operators._stop).
+
 Where bwrap is missing, or cannot make a namespace (a kernel or a unit without user namespaces),
 operators run as before and their variables name the real directories; ``probe`` says which, once.
 Building the command line is pure (``namespace_argv``); the probe runs bwrap once.
@@ -61,7 +65,7 @@ def namespace_argv(bwrap: str, entries: Sequence[RootEntry], binds: Sequence[Bin
     lives under are not bound from the host (bwrap's own empty root holds the bind instead), so
     nothing is ever created on the host; parents are bound before their children."""
     shadowed = {bind.seen.split("/")[1] for bind in binds}
-    args = [bwrap]
+    args = [bwrap, "--die-with-parent"]  # its program never outlives it, however bwrap ends
     for entry in entries:
         if entry.name in shadowed:
             continue

@@ -28,11 +28,14 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+import psutil
 
 from clarad import children, mounts
 from clarad.config import Settings
@@ -229,7 +232,7 @@ async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, tr
     except ClaradError as exc:
         return Outcome(False, f"cannot start {argv[0]!r}: {exc}", None)
     return await run_operator(op, argv, env, workspace, f"{job_id}/{op.name}", registry,
-                              settings.operator_stop_grace_seconds, settings.operator_user)
+                              settings.operator_stop_grace_seconds, settings.operator_user, views.enabled)
 
 
 def _check_program(program: str, env: Mapping[str, str], cwd: Path) -> None:
@@ -256,30 +259,45 @@ async def run_operator(
     registry: children.ChildRegistry,
     grace: float,
     user: Optional[str] = None,
+    wrapped: bool = False,
 ) -> Outcome:
     """Run one operator to its end. If the caller cancels (job timeout, cancel, shutdown), the
     operator's process group is stopped and reaped before the cancellation goes on. With
     Clara's ``requests.memory`` (MB), an operator whose processes together use more resident memory
-    is stopped."""
+    is stopped. ``wrapped``: ``argv`` is bwrap running the operator (see ``_stop``)."""
     memory_mb = op.requests.memory
     with open(workspace.log_file(op.name), "ab", buffering=0) as log_file:
+        # A start is not interrupted half-way: asyncio would kill the new process alone (not its group),
+        # stranding what it had begun (bwrap's program); a cancel during the start stops it whole.
+        spawning = asyncio.ensure_future(children.spawn(
+            argv, kind="operator", label=label, registry=registry, env=env, cwd=workspace.root,
+            stdout=log_file, stderr=asyncio.subprocess.STDOUT, user=user,
+        ))
         try:
-            child = await children.spawn(
-                argv, kind="operator", label=label, registry=registry, env=env, cwd=workspace.root,
-                stdout=log_file, stderr=asyncio.subprocess.STDOUT, user=user,
-            )
+            child = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            await children.wait_through_cancel(spawning)
+            if spawning.exception() is None:
+                with contextlib.suppress(children.StopFailed):
+                    await children.wait_through_cancel(stopping := asyncio.ensure_future(
+                        _stop(spawning.result(), grace, wrapped)))
+                    stopping.result()
+                    registry.forget(spawning.result().pid)
+            raise
         except OSError as exc:
             return Outcome(False, f"cannot start {argv[0]!r}: {exc.strerror or exc}", None)
         except ClaradError as exc:  # no setpriv, no such operator_user
             return Outcome(False, f"cannot start {argv[0]!r}: {exc}", None)
         try:
             over = await _wait_within_memory(child, memory_mb)
-            code = await children.stop(child, grace) if over else child.proc.returncode
+            code = await _stop(child, grace, wrapped) if over else child.proc.returncode
         except asyncio.CancelledError:
             # One that cannot be stopped (StopFailed, logged) stays recorded, not forgotten: the record
             # names it in the job's reason, and the next start of clarad tries to stop it again.
             with contextlib.suppress(children.StopFailed):
-                await children.stop_surely(child, grace)
+                stopping = asyncio.ensure_future(_stop(child, grace, wrapped))
+                await children.wait_through_cancel(stopping)
+                stopping.result()
                 registry.forget(child.pid)
             raise
         except children.StopFailed as exc:  # over requests.memory; left recorded, as above
@@ -290,6 +308,24 @@ async def run_operator(
     if over:
         return Outcome(False, f"used {over} MB of memory, more than requests.memory ({memory_mb} MB): stopped", code)
     return Outcome(code == 0, children.describe_exit(code), code)
+
+
+async def _stop(child: children.Child, grace: float, wrapped: bool) -> int:
+    """Stop an operator's process group (children.stop). Under bwrap, which dies at TERM and takes
+    its program with it (--die-with-parent), the program gets the TERM first and the grace to end,
+    bwrap ending with it; what is left is then stopped at once."""
+    if wrapped and child.proc.returncode is None:
+        try:
+            programs = [proc.pid for proc in psutil.Process(child.pid).children()]
+        except psutil.Error:
+            programs = []
+        for pid in programs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # refused: children.stop says so
+                os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(child.proc.wait(), grace)
+        grace = 0.0
+    return await children.stop(child, grace)
 
 
 MEMORY_POLL = 0.25  # seconds between memory checks of an operator with requests.memory

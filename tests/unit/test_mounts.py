@@ -21,7 +21,7 @@ NO_BWRAP = "bwrap is not installed here (apt-get install bubblewrap); the namesp
 def test_the_host_root_is_bound_but_for_directories_a_declared_path_lives_under() -> None:
     binds = [Bind(Path("/state/jobs/1/input"), "/input", False), Bind(Path("/state/out"), "/data/out", True)]
     argv = namespace_argv("/usr/bin/bwrap", ENTRIES, binds, Path("/state/jobs/1"), ["python3", "op.py"])
-    assert argv == ["/usr/bin/bwrap", "--symlink", "usr/bin", "/bin", "--dev-bind", "/tmp", "/tmp",
+    assert argv == ["/usr/bin/bwrap", "--die-with-parent", "--symlink", "usr/bin", "/bin", "--dev-bind", "/tmp", "/tmp",
                     "--dev-bind", "/usr", "/usr",
                     "--ro-bind", "/state/jobs/1/input", "/input", "--bind", "/state/out", "/data/out",
                     "--chdir", "/state/jobs/1", "--", "python3", "op.py"]
