@@ -305,6 +305,8 @@ async def run_operator(
         children.stop_group_remains(child)
         registry.forget(child.pid)
     assert code is not None
+    if wrapped and code > 128:  # bwrap exits with 128 + the signal that killed its program, as a shell does
+        code = 128 - code
     if over:
         return Outcome(False, f"used {over} MB of memory, more than requests.memory ({memory_mb} MB): stopped", code)
     return Outcome(code == 0, children.describe_exit(code), code)
