@@ -74,7 +74,7 @@ def check_pipeline(pipeline: Pipeline, known_models: Collection[str], gpus: int,
         problems += [f'{src}: operator "{op.name}": {problem}' for problem in _operator(op, by_name, gpus, cpus)]
         wanted = len(set(op.model_names))  # a job's models may be split over instances; one operator's may not
         if max_models is not None and wanted > max_models:
-            problems.append(f'{src}: operator "{op.name}": models: asks for {wanted} models; one instance may hold at '
+            problems.append(f'{src}: operator "{op.name}": asks for {wanted} models; one instance may hold at '
                             f"most {max_models} (max_models_per_instance)")
     if not problems:
         try:

@@ -135,3 +135,11 @@ def test_an_api_version_outside_clara_s_range_is_refused(version: str) -> None:
 def test_variables_that_cannot_be_an_environment_are_refused_at_ingest(variables: str, problem: str) -> None:
     _pipeline, problems = validate(OP + f"  variables: {variables}\n", "env.yaml", set(), 0, 2)
     assert len(problems) == 1 and problem in problems[0] and 'operator "a": variables' in problems[0]
+
+
+def test_one_operators_models_must_fit_one_instance() -> None:
+    text = OP + "  models: [{name: m}, {name: n}, {name: o}]\n"
+    _pipeline, problems = validate(text, "many-models.yaml", {"m", "n", "o"}, 0, 2, max_models=2)
+    assert problems == ['many-models.yaml: operator "a": asks for 3 models; one instance may hold at most 2 '
+                        "(max_models_per_instance)"]
+    assert validate(text, "many-models.yaml", {"m", "n", "o"}, 0, 2, max_models=3)[1] == []
