@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from clarad.config import Settings, load_settings
 from clarad.control import Command
 from clarad.errors import ClaradError
 from clarad.follow import follow
+from clarad.systemd import stderr_line
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -56,6 +58,13 @@ def format_status(status: dict[str, Any]) -> str:
             for i in status["instances"]]
     lines.append(_indent(_table(rows, ["ID", "SLOT", "STATE", "JOB", "GRPC", "MODELS"])))
     return "\n".join(lines)
+
+
+def format_reload(result: dict[str, list[str]]) -> str:
+    text = "settings applied: " + (", ".join(result["applied"]) or "no change")
+    if result["restart_needed"]:
+        text += f"; {', '.join(result['restart_needed'])} take effect only after a restart"
+    return text
 
 
 def format_models(models: list[dict[str, Any]]) -> str:
@@ -251,6 +260,8 @@ def cmd_config_check(ns: argparse.Namespace, settings: Settings) -> int:
 COMMANDS: dict[tuple[str, ...], tuple[str, Run]] = {
     ("run",): ("run the daemon in the foreground (what systemd starts)", cmd_run),
     ("status",): ("what clarad is doing: GPUs, instances, jobs", lambda ns, s: _show(ns, _ask(s, Command.STATUS), format_status)),
+    ("reload",): ("read the settings again and apply them (what systemctl reload runs); fails if they are refused",
+                  lambda ns, s: _show(ns, _ask(s, Command.RELOAD), format_reload)),
     ("models", "list"): ("models in the repository", lambda ns, s: _show(ns, _ask(s, Command.MODELS_LIST), format_models)),
     ("models", "show"): ("one model: revision, versions, pipelines, instances, kept revisions",
                          lambda ns, s: _show(ns, _ask(s, Command.MODELS_SHOW, {"model": ns.model}), format_model)),
@@ -356,8 +367,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return int(ns.func(ns, _settings(ns)))
-    except ClaradError as exc:
-        print(f"clarad: {exc}", file=sys.stderr)
+    except ClaradError as exc:  # an error in the journal too, where `systemctl reload` runs this
+        print(stderr_line(f"clarad: {exc}", logging.ERROR), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

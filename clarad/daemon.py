@@ -39,7 +39,7 @@ from clarad.repository import ModelRepository
 from clarad.runner import JobRunner
 from clarad.scheduler import Scheduler
 from clarad.store import Store
-from clarad.systemd import notify, watchdog_interval
+from clarad.systemd import log_formatter, notify, reloading, watchdog_interval
 from clarad.triton import Launcher, find_binary, prepare_launch
 
 log = logging.getLogger("clarad")
@@ -184,14 +184,30 @@ class Daemon:
         self.wake()
 
     def _on_sighup(self) -> None:
-        """Read the settings again; apply those a running daemon can change, name the others."""
+        try:
+            self.reload_settings("SIGHUP")
+        except ClaradError:
+            pass  # logged; SIGHUP has no one to answer
+
+    def reload_settings(self, cause: str) -> dict[str, list[str]]:
+        """Read the settings again (on SIGHUP, and for `clarad reload`, which `systemctl reload`
+        runs); systemd sees RELOADING=1 until it is done. Refused settings raise ClaradError."""
         if self.reload is None:
-            return
+            raise ClaradError("this clarad has no settings to read again")
+        reloading()
+        try:
+            return self._apply_settings(cause)
+        finally:
+            notify("READY=1")
+
+    def _apply_settings(self, cause: str) -> dict[str, list[str]]:
+        """Apply the settings a running daemon can change, name the others; refused ones change nothing."""
+        assert self.reload is not None
         try:
             new = self.reload()
         except ClaradError as exc:
-            log.error("SIGHUP: settings refused, nothing changed: %s", exc)
-            return
+            log.error("%s: settings refused, nothing changed: %s", cause, exc)
+            raise
         old = self.settings.model_dump()
         changed = [key for key, value in new.model_dump().items() if old[key] != value]
         fixed = [key for key in changed if key in RESTART_TO_CHANGE]
@@ -203,10 +219,11 @@ class Daemon:
         self.models.revisions_kept = new.model_revisions_kept
         self.ingest.max_models = self.settings.max_models_per_instance
         logging.getLogger().setLevel(self.settings.log_level)
-        log.info("SIGHUP: settings read again; applied: %s", ", ".join(applied) or "no change")
+        log.info("%s: settings read again; applied: %s", cause, ", ".join(applied) or "no change")
         if fixed:
-            log.warning("SIGHUP: %s take effect only after a restart", ", ".join(fixed))
+            log.warning("%s: %s take effect only after a restart", cause, ", ".join(fixed))
         self.wake()
+        return {"applied": applied, "restart_needed": fixed}
 
 
 async def _keepalive_forever(interval: float) -> None:
@@ -229,12 +246,10 @@ def _exclusive_lock(path: Path) -> IO[bytes]:
 
 
 def run_daemon(settings: Settings, reload: Optional[Callable[[], Settings]] = None) -> int:
-    """Entry point of `clarad run`: log to stderr (journald adds its own timestamps), run the loop."""
-    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(levelname)s %(name)s: %(message)s" if under_journal else "%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Entry point of `clarad run`: log to stderr (with priorities when it is the journal), run the loop."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter())
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
     try:
         return asyncio.run(Daemon(settings, reload=reload).run())
     except ClaradError as exc:

@@ -1,12 +1,27 @@
-"""sd_notify: tell systemd we are READY, STOPPING, alive (WATCHDOG=1) or what we do (STATUS=).
+"""systemd: sd_notify (READY, RELOADING, STOPPING, WATCHDOG, STATUS) and log lines for the journal.
 
-A no-op outside systemd (no $NOTIFY_SOCKET).
+Both are no-ops outside systemd: without $NOTIFY_SOCKET nothing is sent, and without a journal on
+stderr ($JOURNAL_STREAM naming it) log lines carry a time instead of a priority prefix.
+
+Log lines are one line per record whatever they quote: control characters in a message (a file
+name with a newline, an escape sequence) are escaped, so nothing a drop is named can forge a line
+or its priority. Only a traceback keeps its lines, each with the record's priority.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import socket
+import sys
+import time
+from typing import IO, Optional
+
+# Python's levels as syslog priorities, which journald reads from a "<N>" prefix (SyslogLevelPrefix=).
+PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def notify(*fields: str) -> bool:
@@ -25,6 +40,11 @@ def notify(*fields: str) -> bool:
     return True
 
 
+def reloading() -> bool:
+    """Say that the settings are being read again; READY=1 says it is done (sd_notify(3))."""
+    return notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+
+
 def watchdog_interval() -> float | None:
     """Half of WatchdogSec when systemd asks this process for keep-alives, else None."""
     usec = os.environ.get("WATCHDOG_USEC")
@@ -32,3 +52,62 @@ def watchdog_interval() -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     return int(usec) / 2_000_000
+
+
+def is_journal(stream: IO[str], journal_stream: Optional[str]) -> bool:
+    """Whether ``stream`` is the journal stream systemd connected (``$JOURNAL_STREAM`` is its
+    "device:inode"); a process that inherited the variable but writes elsewhere is not."""
+    if not journal_stream:
+        return False
+    try:
+        stat = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return journal_stream == f"{stat.st_dev}:{stat.st_ino}"
+
+
+def escape(text: str) -> str:
+    """``text`` on one line: control characters as \\n, \\t, \\r or \\xNN / \\uNNNN."""
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return _CONTROL.sub(lambda m: named.get(m[0]) or (f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else
+                                                       f"\\u{ord(m[0]):04x}"), text)
+
+
+class LogFormatter(logging.Formatter):
+    """One escaped line per record; with ``journal``, each line starts with the record's "<N>"
+    priority and has no time (journald adds its own), else it starts with the time."""
+
+    def __init__(self, journal: bool) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s" if journal
+                         else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.journal = journal
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape(record.message)
+        return super().formatMessage(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if not self.journal:
+            return text
+        prefix = f"<{priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in text.split("\n"))
+
+
+def priority(levelno: int) -> int:
+    """The syslog priority of a Python log level (a custom level takes the next more severe one)."""
+    return next((PRIORITIES[level] for level in sorted(PRIORITIES) if levelno <= level), 2)
+
+
+def stderr_is_journal() -> bool:
+    return is_journal(sys.stderr, os.environ.get("JOURNAL_STREAM"))
+
+
+def stderr_line(text: str, level: int) -> str:
+    """``text`` as one line for stderr, with the priority of ``level`` when stderr is the journal."""
+    return f"<{priority(level)}>{escape(text)}" if stderr_is_journal() else text
+
+
+def log_formatter() -> LogFormatter:
+    """The formatter for clarad's stderr: prefixed for the journal when stderr is it."""
+    return LogFormatter(journal=stderr_is_journal())

@@ -59,6 +59,9 @@ class Handlers:
             "settings": d.settings.model_dump(mode="json"),
         }
 
+    def reload(self, args: dict[str, Any]) -> dict[str, list[str]]:
+        return self.d.reload_settings("reload")
+
     def models_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return [{**model, "type": clara_type(model["backend"])} for model in self.d.store.models()]
 

@@ -37,6 +37,7 @@ class Command(str, Enum):
     JOBS_SHOW = "jobs.show"
     JOBS_CREATE = "jobs.create"
     JOBS_CANCEL = "jobs.cancel"
+    RELOAD = "reload"
 
     @property
     def handler(self) -> str:

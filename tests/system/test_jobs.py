@@ -1,0 +1,67 @@
+"""Jobs under the installed unit's sandbox: the demo end to end, and children without privilege."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.system.appliance import DEMO, E2E, PYTHON, Appliance
+
+OPERATOR_USER_DROP_IN = """\
+[Service]
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL
+AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL
+StateDirectoryMode=0751
+Environment=CLARAD_OPERATOR_USER=nobody
+"""
+SETUID, SETGID, CHOWN, KILL = 1 << 7, 1 << 6, 1 << 0, 1 << 5
+
+
+def test_the_demo_dropped_by_a_member_of_group_clara_runs_healthy(appliance: Appliance) -> None:
+    appliance.ensure_model(f"{DEMO}/models/affine", "affine")
+    pipeline = appliance.read(f"{DEMO}/pipeline.yaml.in").replace("@PYTHON@", PYTHON).replace(
+        "@OPERATORS@", f"{DEMO}/operators")
+    appliance.ensure_pipeline(pipeline, "affine-demo")
+    known = appliance.job_ids()
+    appliance.drop_text("1 2 3 4\n", "jobs/affine-demo", "numbers.txt")
+    job = appliance.wait_job(known)
+    assert job["status"] == "HEALTHY", job
+    result = json.loads(appliance.read(f"{job['directory']}/operators/infer/result.json"))
+    assert (result["x"], result["y"]) == ([1, 2, 3, 4], [3, 5, 7, 9])
+
+
+def status_fields(text: str) -> dict[str, str]:
+    return {key: value.strip() for key, value in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+
+
+@pytest.mark.parametrize("operator_user", [False, True], ids=["as-installed", "operator_user-drop-in"])
+def test_operators_and_python_backend_models_hold_no_privilege(appliance: Appliance, operator_user: bool) -> None:
+    if operator_user:
+        appliance.drop_in(OPERATOR_USER_DROP_IN)
+    main = status_fields(appliance.read(f"/proc/{appliance.show('MainPID')['MainPID']}/status"))
+    granted = SETUID | SETGID | CHOWN | KILL if operator_user else 0
+    assert (int(main["CapEff"], 16), int(main["CapAmb"], 16)) == (granted, granted), "clarad's own capabilities"
+
+    appliance.ensure_model(f"{E2E}/models/privileges", "privileges")
+    appliance.ensure_pipeline(f"""\
+name: privileges
+operators:
+- name: report
+  command: ["{PYTHON}", "{E2E}/operators/privileges.py", "privileges"]
+  models: [{{name: privileges}}]
+""", "privileges")
+    known = appliance.job_ids()
+    appliance.drop_text("x", "jobs/privileges", "payload.txt")
+    job = appliance.wait_job(known)
+    out = f"{job['directory']}/operators/report"
+    users = {"operator.txt": "nobody" if operator_user else "clara", "model.txt": "clara"}
+    for name, user in users.items():  # the operator's report first: it may fault if it became root
+        report = appliance.read(f"{out}/{name}")
+        assert report.startswith("setresuid(0, 0, 0): Operation not permitted"), f"{name}: {report}"
+        fields = status_fields(report)
+        held = {key: int(fields[key], 16) for key in ("CapInh", "CapPrm", "CapEff", "CapAmb")}
+        assert held == dict.fromkeys(held, 0), f"{name}: {report}"
+        uid = appliance.m.run("id", "-u", user).stdout.strip()
+        assert fields["Uid"].split()[0] == uid, f"{name}: {report}"
+    assert job["status"] == "HEALTHY", job
