@@ -8,9 +8,10 @@ set -eu
 suite=bookworm
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # systemd to boot, dbus beside it; and clarad's Depends (python3.11, libpython3.11, adduser; libc6,
-# libgcc-s1, libstdc++6 and zlib1g are in minbase), so that the package installs offline: the
-# container has no network. Nothing else: no procps, so the unit cannot lean on /bin/kill unseen.
-packages=systemd,systemd-sysv,dbus,python3.11,libpython3.11,adduser
+# libgcc-s1, libstdc++6 and zlib1g are in minbase) and Recommends (bubblewrap, which apt installs
+# too), so that the package installs offline: the container has no network. Nothing else: no
+# procps, so the unit cannot lean on /bin/kill unseen.
+packages=systemd,systemd-sysv,dbus,python3.11,libpython3.11,adduser,bubblewrap
 cache="${CLARAD_SYSTEM_CACHE:-/var/cache/clarad-tests}"
 key="$(printf '%s\n' "$suite" "$mirror" "$packages" | sha256sum | cut -c1-12)"
 root="$cache/root-$key"

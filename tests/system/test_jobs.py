@@ -16,6 +16,19 @@ StateDirectoryMode=0751
 Environment=CLARAD_OPERATOR_USER=nobody
 """
 SETUID, SETGID, CHOWN, KILL = 1 << 7, 1 << 6, 1 << 0, 1 << 5
+MOUNT_NAMESPACE_DROP_IN = """\
+[Service]
+RestrictNamespaces=user mnt
+SystemCallFilter=@mount
+"""
+READS_INPUT = """\
+name: reads-input
+operators:
+- name: copies
+  command: ["/bin/sh", "-c", "cat /input/payload.txt > /output/copy"]
+  input: [{path: /input}]
+  output: [{path: /output}]
+"""
 
 
 def test_the_demo_dropped_by_a_member_of_group_clara_runs_healthy(appliance: Appliance) -> None:
@@ -65,3 +78,24 @@ operators:
         uid = appliance.m.run("id", "-u", user).stdout.strip()
         assert fields["Uid"].split()[0] == uid, f"{name}: {report}"
     assert job["status"] == "HEALTHY", job
+
+
+@pytest.mark.parametrize("drop_in", [False, True], ids=["as-installed", "mount-namespace-drop-in"])
+def test_operators_see_their_declared_paths_only_with_the_mount_namespace_drop_in(appliance: Appliance,
+                                                                                   drop_in: bool) -> None:
+    if drop_in:
+        appliance.drop_in(MOUNT_NAMESPACE_DROP_IN)
+    appliance.ensure_pipeline(READS_INPUT, "reads-input")
+    known = appliance.job_ids()
+    appliance.drop_text("hello", "jobs/reads-input", "payload.txt")
+    job = appliance.wait_job(known)
+    pid = appliance.show("MainPID")["MainPID"]
+    said = [entry["MESSAGE"] for entry in appliance.journal("-p", "warning", f"_PID={pid}")]
+    real_directories = [line for line in said if "operators get the real directories" in line]
+    if drop_in:  # bwrap's namespace: /input and /output are the job's directories
+        assert job["status"] == "HEALTHY", job
+        assert appliance.read(f"{job['directory']}/operators/copies/copy") == "hello"
+        assert real_directories == []
+    else:  # the unit allows no namespace: no /input, and the journal says why
+        assert job["status"] == "FAULTED", job
+        assert real_directories and "bwrap cannot make a namespace here" in real_directories[0], said
