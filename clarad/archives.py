@@ -13,10 +13,13 @@ the root (``config.pbtxt``), the name then taken from the archive's file name.
 
 from __future__ import annotations
 
+import errno
 import gzip
+import lzma
 import os
 import posixpath
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -33,6 +36,8 @@ ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipf
 MAX_LINK_TARGET = 1024
 RATIO_FLOOR = 1 << 20  # below 1 MiB unpacked, any compression ratio is harmless
 CHUNK = 1 << 20
+MAX_TAR_HEADER = 64 * 1024  # bytes of one pax or GNU long-name header (a path is at most 4096)
+MAX_TAR_HEADER_CHAIN = 8  # extension headers in a row before one entry
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,40 @@ def _tar_entries(tar: tarfile.TarFile, members: list[tarfile.TarInfo], limits: L
     return entries
 
 
+_EXTENSION_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                      tarfile.SOLARIS_XHDTYPE)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header reader that refuses, before reading them, the headers ``tarfile`` would read
+    into memory whole: a pax or GNU long-name header of more than MAX_TAR_HEADER bytes (a 611 KB
+    archive can declare one of 600 MiB), more than MAX_TAR_HEADER_CHAIN of them in a row, and
+    sparse-file maps (a chain of those has no bound either)."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            self._sparse(archive)
+        if self.type not in _EXTENSION_HEADERS:
+            return super()._proc_member(archive)  # type: ignore[misc,no-any-return]
+        if self.size > MAX_TAR_HEADER:
+            raise ModelRejected(f"a tar extension header of {self.size} bytes (at offset {self.offset}): more than "
+                                f"{MAX_TAR_HEADER}", "unsafe")
+        depth = getattr(archive, "_extension_depth", 0)
+        if depth >= MAX_TAR_HEADER_CHAIN:
+            raise ModelRejected(f"more than {MAX_TAR_HEADER_CHAIN} tar extension headers in a row (at offset "
+                                f"{self.offset})", "unsafe")
+        setattr(archive, "_extension_depth", depth + 1)
+        try:
+            return super()._proc_member(archive)  # type: ignore[misc,no-any-return]
+        finally:
+            setattr(archive, "_extension_depth", depth)
+
+    def _sparse(self, archive: tarfile.TarFile, *rest: object) -> None:
+        raise ModelRejected(f"entry {self.name!r}: sparse files are not allowed", "unsafe")
+
+    _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _sparse
+
+
 def _zip_entries(archive: zipfile.ZipFile) -> list[Entry]:
     entries = []
     for info in archive.infolist():
@@ -230,12 +269,17 @@ def extract(archive: Path, staging: Path, limits: Limits) -> Path:
                 infos = zf.infolist()
                 entries = check_entries(_zip_entries(zf), limits, size)
                 return _extract(entries, archive.name, staging, limits, lambda n: zf.open(infos[n]))
-        with tarfile.open(archive, "r:gz") as tar:
+        with tarfile.open(archive, "r:gz", tarinfo=_BoundedTarInfo) as tar:
             members: list[tarfile.TarInfo] = []
             entries = check_entries(_tar_entries(tar, members, limits), limits, size)
             return _extract(entries, archive.name, staging, limits, lambda n: tar.extractfile(members[n]))
-    except (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
-        raise ModelRejected(f"{archive.name}: unreadable archive ({exc})", "archive") from None
+    except (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, EOFError, struct.error,
+            ValueError, LookupError, NotImplementedError, RuntimeError) as exc:  # what damaged archives make readers raise
+        raise ModelRejected(f"{archive.name}: unreadable archive ({' '.join(str(exc).split())})", "archive") from None
+    except OSError as exc:
+        if exc.errno not in (None, errno.EINVAL):  # a seek to a damaged offset, a bad bz2 stream: not the disk
+            raise
+        raise ModelRejected(f"{archive.name}: unreadable archive ({' '.join(str(exc).split())})", "archive") from None
 
 
 def _extract(entries: list[Entry], archive_name: str, staging: Path, limits: Limits,

@@ -13,6 +13,7 @@ child's own program runs (see ``setpriv_argv``); it execs, so the recorded pid i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import logging
@@ -28,7 +29,9 @@ from typing import IO, Any, Optional, Protocol, Union
 
 import psutil
 
+from clarad.containment import Containment, Uncontained
 from clarad.errors import ClaradError
+from clarad.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +52,39 @@ class ChildRegistry:
     started, before clarad awaits anything else, and forgotten once reaped; one that cannot be
     stopped stays recorded, so it is named in its job's reason and stopped at the next start."""
 
-    def __init__(self, store: ChildStore) -> None:
+    def __init__(self, store: ChildStore, containment: Optional[Containment] = None, marker: str = "") -> None:
         self.store = store
+        self.containment = containment or Uncontained()  # what reaches an operator's escaped processes
+        self.live: set[int] = set()  # started and not yet reaped: asyncio waits for these, no one else
+        self.marker = marker  # every child's MARK: finds one started but not recorded when clarad died
 
     def record(self, pid: int, create_time: float, kind: str, label: str) -> None:
+        self.live.add(pid)
         self.store.record_child(pid, create_time, kind, label)
 
     def forget(self, pid: int) -> None:
+        self.live.discard(pid)
         self.store.forget_child(pid)
 
     def stop_leftovers(self) -> None:
         """At start-up: stop whatever a previous clarad left running, then start a clean record."""
-        for description in stop_leftovers(self.store.children()):
+        recorded = self.store.children()
+        for description in stop_leftovers(recorded):
             log.warning("stopped %s, left running by a previous clarad", description)
+        if self.marker:
+            for description in stop_marked(self.marker):
+                log.warning("stopped %s, started by a previous clarad that died before recording it", description)
+        jobs = {row["label"].partition("/")[0] for row in recorded if row["kind"] == "operator"}
+        escaped = self.containment.stop_leftovers(jobs)
+        if escaped:
+            log.warning("stopped %d process(es) operators of a previous clarad had left outside their sessions",
+                        escaped)
         self.store.forget_children()
 
     def left_running(self, job_id: str) -> str:
         return left_running(self.store.children(), job_id)
+
+MARK = "CLARAD_CHILD_OF"  # in every child's environment: the state directory of the clarad that started it
 
 # How long a stop waits for the child to be reaped before it gives the child up as left running:
 KILL_WAIT = 10.0  # after SIGKILL (tearing down a process that held a GPU can take seconds)
@@ -83,6 +102,8 @@ class Child:
     proc: asyncio.subprocess.Process
     kind: str  # "triton" or "operator"
     label: str
+    created: float = 0.0  # when it started (the clock of psutil's create_time)
+    killed: bool = False  # clarad sent it SIGKILL (its grace was over): not a sign of the OOM killer
 
     @property
     def pid(self) -> int:
@@ -144,21 +165,42 @@ async def spawn(
             raise ClaradError(f"operator_user {user}: no such user") from None
         identity = (account.pw_uid, account.pw_gid)
     _check_runnable(argv[0], env, cwd)
+    starting = asyncio.ensure_future(_start(argv, kind, label, registry, identity, env, cwd, stdout, stderr))
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Cancelled while the process was being created (a sibling operator failed, a timeout): it
+        # may exist already, so see the start through, record it, stop it, and only then go on.
+        await wait_through_cancel(starting)
+        if not starting.cancelled() and starting.exception() is None:
+            child = starting.result()
+            with contextlib.suppress(StopFailed):
+                await stop_surely(child, 0)
+                registry.forget(child.pid)
+            await end_scope(child, registry)
+        raise
+
+
+async def _start(argv: Sequence[str], kind: str, label: str, registry: ChildRegistry,
+                 identity: Optional[tuple[int, int]], env: Mapping[str, str], cwd: Optional[Path],
+                 stdout: Optional[IO[Any]], stderr: Union[IO[Any], int, None]) -> Child:
+    inside = registry.containment.prefix(label) if kind == "operator" else []
     proc = await asyncio.create_subprocess_exec(
-        *setpriv_argv(setpriv(), argv, identity),
-        env=dict(env),
+        *inside, *setpriv_argv(setpriv(), argv, identity),
+        env={**env, MARK: registry.marker} if registry.marker else dict(env),
         cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
     )
+    crash_point("child-started")
     try:
         created = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         created = time.time()
     registry.record(proc.pid, created, kind, label)
-    return Child(proc, kind, label)
+    return Child(proc, kind, label, created)
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -181,6 +223,7 @@ async def stop(child: Child, grace: float) -> int:
     refused = False
     if child.proc.returncode is None:
         refused = not _signal_group(child.pid, signal.SIGTERM)
+        _signal_group(child.pid, signal.SIGCONT)  # a stopped (SIGSTOP) group can only act on TERM once resumed
         if not refused:  # a refused TERM leaves nothing to wait the grace for
             try:
                 # The whole group gets the grace: a wrapper leading it (bwrap) may end at TERM before
@@ -189,6 +232,7 @@ async def stop(child: Child, grace: float) -> int:
             except asyncio.TimeoutError:
                 if grace > 0:
                     log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
+    child.killed = child.killed or child.proc.returncode is None
     refused = not _signal_group(child.pid, signal.SIGKILL) or refused  # whatever is left of the group
     try:
         return await asyncio.wait_for(child.proc.wait(), REFUSED_WAIT if refused else KILL_WAIT)
@@ -260,6 +304,21 @@ def resident_bytes(pid: int) -> int:
     return total
 
 
+async def end_scope(child: Child, registry: ChildRegistry) -> None:
+    """After an operator's process group is gone: stop what it started outside the group (another
+    session, a double fork), as its containment finds them. Not interruptible."""
+    if child.kind != "operator":
+        return
+    ending = asyncio.ensure_future(registry.containment.end(child.label, child.created, time.time(), registry.live))
+    await wait_through_cancel(ending)
+    if ending.exception() is None and ending.result():
+        log.warning("operator %s left %d process(es) outside its process group: stopped", child.label,
+                    ending.result())
+    elif ending.exception() is not None:
+        log.error("operator %s: stopping what it left outside its process group failed", child.label,
+                  exc_info=ending.exception())
+
+
 def stop_group_remains(child: Child) -> None:
     """After the leader exited: KILL anything it left running in its group."""
     if not _signal_group(child.pid, signal.SIGKILL):
@@ -276,7 +335,7 @@ def left_running(recorded: list[dict[str, Any]], job_id: str) -> str:
     return f"; operator {', '.join(stuck)} could not be stopped and was left running (see clarad's log)"
 
 
-def describe_exit(returncode: int) -> str:
+def describe_exit(returncode: int, killed_by_clarad: bool = False) -> str:
     """One sentence for an exit status, as a person reading `clarad jobs show` wants it."""
     if returncode == 0:
         return "exited with code 0"
@@ -286,8 +345,27 @@ def describe_exit(returncode: int) -> str:
         name = signal.Signals(-returncode).name
     except ValueError:
         name = f"signal {-returncode}"
-    hint = " (perhaps out of memory)" if -returncode == signal.SIGKILL else ""
+    if -returncode == signal.SIGKILL:
+        hint = " (sent by clarad: it did not stop in time)" if killed_by_clarad else " (perhaps out of memory)"
+    else:
+        hint = ""
     return f"killed by {name}{hint}"
+
+
+def stop_marked(marker: str) -> list[str]:
+    """Kill the process groups of processes whose environment carries ``MARK=marker`` (the children
+    of this state directory's clarad); describe each. Only readable environments are seen: clarad's
+    own user's (an operator_user's are reached by its operator's cgroup)."""
+    stopped = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            if proc.pid == os.getpid() or proc.environ().get(MARK) != marker:
+                continue
+            os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+        except (psutil.Error, OSError):
+            continue
+        stopped.append(f"{proc.info['name']} (pid {proc.pid})")
+    return stopped
 
 
 def stop_leftovers(recorded: list[dict[str, Any]], grace: float = 5.0) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from clarad.config import Settings, load_settings
 from clarad.control import Command
 from clarad.errors import ClaradError
 from clarad.follow import follow
+from clarad.logs import printable_data
 from clarad.systemd import stderr_line
 
 
@@ -160,13 +162,17 @@ def _ask(settings: Settings, command: Command, args: Optional[dict[str, Any]] = 
 
 
 def _show(ns: argparse.Namespace, data: Any, formatter: Callable[[Any], str]) -> int:
-    print(json.dumps(data, indent=2, default=str) if ns.json else formatter(data))
+    """JSON escapes control characters itself; the tables get every name made printable first."""
+    print(json.dumps(data, indent=2, default=str) if ns.json else formatter(printable_data(data)))
     return 0
 
 
 def cmd_run(ns: argparse.Namespace, settings: Settings) -> int:
     from clarad.daemon import run_daemon
 
+    # What the unit's UMask=0027 gives, also when started by hand: nothing clarad writes (the state
+    # directory, the database, job files) is readable by others, whatever the caller's umask.
+    os.umask(os.umask(0) | 0o027)
     return run_daemon(settings, reload=lambda: _settings(ns))
 
 

@@ -7,6 +7,7 @@ stops start-up with a ConfigError that names the key and the reason.
 
 from __future__ import annotations
 
+import grp
 import os
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
     operator_mount_namespace: Literal["auto", "off"] = Field(
         "auto", description="auto: operators see their declared paths through bwrap where it works; off: never.")
     max_parallel_operators: int = Field(4, ge=1, le=256, description="Operators of one job running at once, at most.")
+    drop_group: Optional[str] = Field(
+        None, description="Drops are taken from root, clarad's user and members of this group (clarad's own when unset).")
+    operator_containment: Literal["auto", "cgroup", "descendants"] = Field(
+        "auto", description="How what an operator starts outside its process group is stopped with it.")
 
     finished_jobs_max_age_days: float = Field(30.0, ge=0, description="Finished jobs older than this are removed; 0: kept.")
     finished_jobs_max_bytes: int = Field(10 << 30, ge=0, description="Finished jobs' total size; oldest removed first; 0: no limit.")
@@ -85,6 +90,16 @@ class Settings(BaseSettings):
     def _no_colon(cls, value: Path) -> Path:
         if ":" in str(value):  # NVIDIA_CLARA_INPUTPATHS separates its entries with ':'
             raise ValueError(f"{value}: a ':' in the path would break NVIDIA_CLARA_INPUTPATHS; choose another")
+        return value
+
+    @field_validator("drop_group")
+    @classmethod
+    def _group_exists(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            try:
+                grp.getgrnam(value)
+            except KeyError:
+                raise ValueError(f"no group named {value!r}") from None
         return value
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import IO, Callable, Optional
 
-from clarad import __version__, archives, children, control, inbox, recovery, retention
+from clarad import __version__, archives, children, containment, control, inbox, recovery, retention
 from clarad.config import Settings
 from clarad.control.handlers import Handlers
 from clarad.costs import CostBook
@@ -41,6 +41,7 @@ from clarad.scheduler import Scheduler
 from clarad.store import Store
 from clarad.systemd import log_formatter, notify, reloading, watchdog_interval
 from clarad.triton import Launcher, find_binary, prepare_launch
+from clarad.trust import Trust
 
 log = logging.getLogger("clarad")
 
@@ -48,7 +49,7 @@ SETTLE_POLL = 0.1  # seconds between looks at drops that are still being written
 # Settings a running daemon cannot change: where it lives, what it listens on, its instance slots.
 RESTART_TO_CHANGE = frozenset({
     "state_dir", "metrics_address", "metrics_port", "api_address", "api_port", "api_socket", "triton_binary",
-    "triton_backend_dir", "use_gpus", "instances_per_gpu", "cpu_instances",
+    "triton_backend_dir", "use_gpus", "instances_per_gpu", "cpu_instances", "operator_containment",
 })
 
 
@@ -76,14 +77,15 @@ class Daemon:
             binary = find_binary(s.triton_binary)
             spec = prepare_launch(binary, layout.triton, s.triton_backend_dir)
             self.launcher = Launcher(spec, layout.models, layout.triton / "logs", self.children, os.environ,
-                                     self.gpu_source)
+                                     self.gpu_source, layout.root)
+            self.launcher.remove_leftovers()
             log.info("tritonserver: %s (backends %s)", binary, spec.backend_dir)
         except TritonError as exc:
             self.launch_error = str(exc)
             log.error("%s; jobs that need models will fault", exc)
         limits = archives.Limits(s.archive_max_entries, s.archive_max_bytes, s.archive_max_ratio)
         self.ingest = Ingest(layout, store, self.metrics, self.models, limits, len(self.gpus),
-                             s.max_models_per_instance)
+                             s.max_models_per_instance, Trust(s.drop_group))
         self.pool = Pool(slots(self.gpus, s.instances_per_gpu, s.cpu_instances),
                          on_lost=lambda instance, how: self.scheduler.on_lost(instance, how))
         self.costs = CostBook(store)
@@ -100,7 +102,9 @@ class Daemon:
         self.lock = _exclusive_lock(self.layout.root / "clarad.lock")  # before touching anything
         self.layout.empty_staging()
         self.store = Store(self.layout.database)
-        self.children = children.ChildRegistry(self.store)
+        self.children = children.ChildRegistry(
+            self.store, containment.choose(self.settings.operator_containment, self.layout.root),
+            str(self.layout.root.resolve()))
         self.children.stop_leftovers()
         self.gpus = self.gpu_source.discover()
         self.metrics.watch_gpus(self.gpu_source)
@@ -216,6 +220,7 @@ class Daemon:
         self.scheduler.settings = self.scheduler.runner.settings = self.settings
         self.intake.settle_seconds = self.settings.settle_seconds
         self.ingest.limits = archives.Limits(new.archive_max_entries, new.archive_max_bytes, new.archive_max_ratio)
+        self.ingest.trust = Trust(new.drop_group)
         self.models.revisions_kept = new.model_revisions_kept
         self.ingest.max_models = self.settings.max_models_per_instance
         logging.getLogger().setLevel(self.settings.log_level)

@@ -84,14 +84,15 @@ def _entries(folder: Path) -> list[Path]:
         return []
 
 
-def observe(path: Path) -> Optional[Observation]:
-    """(entries, bytes, newest mtime) of a file or a whole tree; None once it is gone."""
+def observe(path: Path, deep: bool = True) -> Optional[Observation]:
+    """(entries, bytes, newest mtime) of a file or a whole tree (of its top alone unless ``deep``);
+    None once it is gone."""
     try:
         top = os.lstat(path)
     except OSError:
         return None
     entries, size, newest = 1, top.st_size, top.st_mtime_ns
-    if path.is_dir() and not path.is_symlink():
+    if deep and path.is_dir() and not path.is_symlink():
         for dirpath, dirnames, filenames in os.walk(path):
             for name in dirnames + filenames:
                 try:

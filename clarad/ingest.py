@@ -15,24 +15,28 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from clarad import archives, repository
+from clarad import archives, repository, trees
 from clarad.errors import ClaradError, ModelRejected, PipelineRejected, RejectedDrop
+from clarad.faults import crash_point
 from clarad.inbox import Drop
 from clarad.jobs import JobState, Priority
 from clarad.layout import Layout
+from clarad.logs import printable
 from clarad.metrics import Metrics
 from clarad.pipelines import Pipeline, resolve_for_job, validate
 from clarad.repository import ModelRepository
 from clarad.store import Store, new_id
+from clarad.trust import Trust
 
 log = logging.getLogger(__name__)
 
 MAX_PIPELINE_BYTES = 1024 * 1024
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs)
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class NewJob:
 
 class Ingest:
     def __init__(self, layout: Layout, store: Store, metrics: Metrics, models: ModelRepository,
-                 limits: archives.Limits, gpus: int, max_models: int) -> None:
+                 limits: archives.Limits, gpus: int, max_models: int, trust: Optional[Trust] = None) -> None:
         self.layout = layout
         self.store = store
         self.metrics = metrics
@@ -51,12 +55,14 @@ class Ingest:
         self.gpus = gpus  # GPUs clarad may give operators: a pipeline asking for more is refused
         self.max_models = max_models  # models one instance may hold: one operator's must fit
         self.cpus = len(os.sched_getaffinity(0))  # and CPUs (requests.cpu)
+        self.trust = trust or Trust(None)  # whose drops are taken
 
     async def take(self, drop: Drop) -> NewJob | None:
         """Accept or reject one complete drop; return the job it created, if any."""
         if drop.kind == "jobs" and drop.pipeline is None and drop.path.is_dir() and not drop.path.is_symlink():
             return None  # a pipeline's folder: what is dropped inside it is the drop
         try:
+            self.trust.check(drop.path, self.layout.root)
             if drop.path.is_symlink():
                 raise RejectedDrop(f"{drop.path.name}: a symlink; drop the file or directory itself", "unsafe")
             if drop.kind == "jobs" and drop.pipeline is None:
@@ -118,8 +124,15 @@ class Ingest:
             )
         if consume:
             return source
+        try:
+            trees.check_copyable(source)
+        except RejectedDrop as exc:
+            raise ModelRejected(str(exc), exc.label) from None
         target = staging / source.name
-        shutil.copytree(source, target, symlinks=True)
+        try:
+            shutil.copytree(source, target, symlinks=True)
+        except OSError as exc:
+            raise ModelRejected(f"{source.name}: cannot be copied ({copy_error(exc)})", "unreadable") from None
         return target
 
     # -- pipelines and payloads ------------------------------------------------------------------
@@ -132,6 +145,11 @@ class Ingest:
             raise PipelineRejected(f"{path.name}: larger than {MAX_PIPELINE_BYTES} bytes", "too_large")
         text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="strict")
         pipeline = await self.validated(text, path.name)
+        existing = self.store.pipeline(pipeline.name)
+        if existing is not None and existing["name"] != pipeline.name:
+            raise PipelineRejected(
+                f'pipeline "{pipeline.name}": pipeline "{existing["name"]}" exists and names are case-insensitive; '
+                f'name it "{existing["name"]}" to replace it', "name")
         for note in pipeline.notes:
             log.info("%s", note)
         path.rename(self.layout.pipelines / f"{pipeline.name}.yaml")
@@ -147,7 +165,7 @@ class Ingest:
     async def validated(self, text: str, source: str) -> Pipeline:
         """The pipeline of a definition, checked against this host and repository off the loop (its
         size is the author's); raises PipelineRejected with every problem."""
-        pipeline, problems = await asyncio.to_thread(validate, text, source, self.store.model_digests(), self.gpus,
+        pipeline, problems = await asyncio.to_thread(checked, text, source, self.store.model_digests(), self.gpus,
                                                      self.cpus, self.max_models)
         if pipeline is None:
             raise PipelineRejected(problems[0], problems=problems)
@@ -155,6 +173,7 @@ class Ingest:
 
     async def _payload(self, drop: Drop) -> NewJob:
         assert drop.pipeline is not None
+        await asyncio.to_thread(trees.check_payload, drop.path)  # a walk: never on the loop
         return await self.create_job(drop.pipeline, drop.path, drop.path.name, Priority.NORMAL, {})
 
     async def create_job(self, pipeline_key: str, source: Path, name: str, priority: Priority,
@@ -188,8 +207,10 @@ class Ingest:
                 f"{source.name}: cannot be moved into the job ({exc.strerror or exc}); drop it as clarad's user or group",
                 "unreadable",
             ) from None
+        crash_point("payload-moved")
         self.store.create_job(job_id, pipeline.name, name, priority.value, [op.name for op in pipeline.operators],
                               time.time(), held)
+        crash_point("drop-accepted")
         self.metrics.drops_accepted.labels("jobs").inc()
         log.info("job %s created: pipeline %s, payload %s, priority %s%s", job_id, pipeline.name, name, priority.value,
                  "".join(f", {k}={v}" for k, v in params.items()))
@@ -220,11 +241,11 @@ class Ingest:
         """Move the drop to rejected/ with its reason beside it (every problem, one a line, when there
         are ``details``); log the one-line reason."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = self.layout.rejected / f"{stamp}-{drop.path.name}"
+        target = self.layout.rejected / rejected_name(stamp, drop.path.name)
         n = 1
-        while target.exists() or Path(f"{target}.reason").exists():
+        while os.path.lexists(target) or os.path.lexists(f"{target}.reason"):
             n += 1
-            target = self.layout.rejected / f"{stamp}-{n}-{drop.path.name}"
+            target = self.layout.rejected / rejected_name(f"{stamp}-{n}", drop.path.name)
         try:
             drop.path.rename(target)
         except FileNotFoundError:
@@ -234,7 +255,8 @@ class Ingest:
             log.error("rejected %s/%s: %s; it stays in the inbox because it cannot be moved to rejected/ (%s)",
                       drop.kind, drop.path.name, reason, exc.strerror or exc)
             return
-        Path(f"{target}.reason").write_text("\n".join(details or [reason]) + "\n", encoding="utf-8")
+        Path(f"{target}.reason").write_text("\n".join(printable(line) for line in details or [reason]) + "\n",
+                                            encoding="utf-8")
         self.metrics.drops_rejected.labels(drop.kind, label).inc()
         log.warning("rejected %s/%s: %s (kept as %s)", drop.kind, drop.path.name, reason, target.name)
 
@@ -246,6 +268,42 @@ def _check_claims(info: repository.ModelInfo, name: Optional[str], model_type: O
     if model_type is not None and model_type != actual:
         raise ModelRejected(f"{info.name}: said to be of type {model_type}, but its backend {info.backend} "
                             f"makes it {actual}", "config")
+
+
+def checked(text: str, source: str, models: Collection[str], gpus: int, cpus: int,
+            max_models: int) -> tuple[Optional[Pipeline], list[str]]:
+    """``pipelines.validate``, each problem on one line (YAML's own messages run over several), and
+    names that cannot be file names refused too; the pipeline only when there is no problem. Pure."""
+    pipeline, problems = validate(text, source, models, gpus, cpus, max_models)
+    problems = [one_line(problem) for problem in problems] or (file_name_problems(pipeline) if pipeline else [])
+    return (None if problems else pipeline), problems
+
+
+def file_name_problems(pipeline: Pipeline) -> list[str]:
+    """Names that would not fit a file name where clarad keeps them (pipelines/<name>.yaml,
+    logs/<operator>.log): refused at the drop rather than failing when a job runs. Pure."""
+    return [f"name {name[:24]!r}... is {len(name)} characters: {what}{suffix} must fit in {NAME_MAX} bytes"
+            for name, suffix, what in [(pipeline.name, ".yaml", "pipelines/<name>"),
+                                       *((op.name, ".log", "logs/<operator>") for op in pipeline.operators)]
+            if len(name.encode()) + len(suffix) > NAME_MAX]
+
+
+def rejected_name(prefix: str, name: str) -> str:
+    """``<prefix>-<name>``, the name cut so that it and its ``.reason`` fit in one file name."""
+    room = NAME_MAX - len(".reason") - len(prefix.encode()) - 1
+    return f"{prefix}-{os.fsdecode(os.fsencode(name)[:room])}"
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "no reason given"
+
+
+def copy_error(exc: OSError) -> str:
+    """The first failure of a copy, in one line (shutil.Error carries a list of them)."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        source, _target, why = exc.args[0][0]
+        return one_line(f"{source}: {why}")
+    return one_line(exc.strerror or str(exc))
 
 
 def _remove(path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,16 @@ class Layout:
                 leftover.unlink(missing_ok=True)
 
     def create(self) -> None:
+        self.root.mkdir(mode=0o750, parents=True, exist_ok=True)
+        # Group-writable or open to others it must not be, whoever made it and with whatever umask;
+        # others' search bit stays (operator_user needs it to reach its job, StateDirectoryMode=0751).
+        mode = stat.S_IMODE(self.root.stat().st_mode)
+        if mode & 0o026:
+            try:
+                self.root.chmod(mode & ~0o026)
+            except PermissionError:
+                logging.getLogger("clarad").warning("%s is mode %o and not clarad's to change: others may read it",
+                                                    self.root, mode)
         for path in (self.inbox / "models", self.inbox / "pipelines", self.inbox / "jobs", self.rejected,
                      self.models, self.revisions, self.pipelines, self.jobs, self.payloads, self.triton):
             path.mkdir(parents=True, exist_ok=True)

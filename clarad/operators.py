@@ -37,7 +37,7 @@ from typing import Optional
 
 import psutil
 
-from clarad import children, mounts
+from clarad import children, mounts, trees
 from clarad.config import Settings
 from clarad.cpus import pinned_argv
 from clarad.errors import ClaradError
@@ -204,15 +204,46 @@ def prepare_workspace(workspace: Workspace, pipeline: Pipeline, user: Optional[s
 
 def _chown_tree(top: Path, uid: int, gid: int) -> None:
     """Hand ``top`` and everything under it to uid:gid, deepest first: once a directory is the
-    operator user's (mode 0750 under the unit's UMask), clarad's own user cannot enter it any more."""
+    operator user's (mode 0750 under the unit's UMask), clarad's own user cannot enter it any more.
+
+    Only regular files and directories are handed over, and no file with a second name: a change of
+    owner follows the inode, so a hard link to a file elsewhere (a root-only secret) would hand that
+    file over too. Each entry is opened without following links and changed through that handle,
+    so an entry swapped for another meanwhile is never the one changed."""
 
     def fail(error: OSError) -> None:
         raise error
 
-    for folder, dirs, files in os.walk(top, topdown=False, onerror=fail):
+    for folder, dirs, files, dirfd in os.fwalk(top, topdown=False, onerror=fail):
         for name in [*files, *dirs]:
-            os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
-    os.chown(top, uid, gid, follow_symlinks=False)
+            _chown_entry(name, dirfd, uid, gid, os.path.join(folder, name))
+    _chown_entry(str(top), None, uid, gid, str(top))
+
+
+def _chown_entry(name: str, dirfd: Optional[int], uid: int, gid: int, shown: str) -> None:
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+    try:
+        info = os.fstat(fd)
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            raise OSError(f"{shown}: {trees.kind_of(info.st_mode)}, not handed over")
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            raise OSError(f"{shown}: hard-linked to another file name, not handed over")
+        os.chown(f"/proc/self/fd/{fd}", uid, gid)  # the inode this handle holds, not whatever the name is now
+    finally:
+        os.close(fd)
+
+
+def command_problem(argv: list[str], env: Mapping[str, str]) -> Optional[str]:
+    """Why exec would refuse this command line or environment, in words; None if it would not. Pure."""
+    for index, arg in enumerate(argv):
+        if "\0" in arg:
+            return f"argument {index} of its command holds a NUL character"
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key:
+            return f"environment variable name {key!r} is not allowed (empty, or holding '=' or NUL)"
+        if "\0" in value:
+            return f"environment variable {key} holds a NUL character"
+    return None
 
 
 async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, triton: Optional[Endpoints],
@@ -266,6 +297,9 @@ async def run_operator(
     Clara's ``requests.memory`` (MB), an operator whose processes together use more resident memory
     is stopped. ``wrapped``: ``argv`` is bwrap running the operator (see ``_stop``)."""
     memory_mb = op.requests.memory
+    problem = command_problem(argv, env)
+    if problem is not None:
+        return Outcome(False, f"cannot start: {problem}", None)
     with open(workspace.log_file(op.name), "ab", buffering=0) as log_file:
         # A start is not interrupted half-way: asyncio would kill the new process alone (not its group),
         # stranding what it had begun (bwrap's program); a cancel during the start stops it whole.
@@ -283,9 +317,10 @@ async def run_operator(
                         _stop(spawning.result(), grace, wrapped)))
                     stopping.result()
                     registry.forget(spawning.result().pid)
+                await children.end_scope(spawning.result(), registry)
             raise
-        except OSError as exc:
-            return Outcome(False, f"cannot start {argv[0]!r}: {exc.strerror or exc}", None)
+        except (OSError, ValueError) as exc:  # ValueError: what exec refuses that command_problem missed
+            return Outcome(False, f"cannot start {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}", None)
         except ClaradError as exc:  # no setpriv, no such operator_user
             return Outcome(False, f"cannot start {argv[0]!r}: {exc}", None)
         try:
@@ -299,17 +334,19 @@ async def run_operator(
                 await children.wait_through_cancel(stopping)
                 stopping.result()
                 registry.forget(child.pid)
+            await children.end_scope(child, registry)
             raise
         except children.StopFailed as exc:  # over requests.memory; left recorded, as above
             return Outcome(False, f"used more memory than requests.memory ({memory_mb} MB); {exc}", None)
         children.stop_group_remains(child)
         registry.forget(child.pid)
+        await children.end_scope(child, registry)
     assert code is not None
     if wrapped and code > 128:  # bwrap exits with 128 + the signal that killed its program, as a shell does
         code = 128 - code
     if over:
         return Outcome(False, f"used {over} MB of memory, more than requests.memory ({memory_mb} MB): stopped", code)
-    return Outcome(code == 0, children.describe_exit(code), code)
+    return Outcome(code == 0, children.describe_exit(code, child.killed), code)
 
 
 async def _stop(child: children.Child, grace: float, wrapped: bool) -> int:

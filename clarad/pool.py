@@ -54,6 +54,10 @@ class Server(Protocol):
 
     async def ready_models(self) -> set[str]: ...
 
+    async def healthy(self) -> bool:
+        """Running, and answering within a few seconds (a frozen process is not)."""
+        ...
+
     async def memory_used(self) -> int:
         """Bytes in use on the device the instance loads models onto."""
         ...

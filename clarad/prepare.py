@@ -53,6 +53,8 @@ class Preparer:
             self.pool.started(instance, started)
             log.info("instance %s started on %s: grpc %s, http %s", instance.id, instance.slot.id,
                      started.ports.grpc_uri, started.ports.http_uri)
+        elif not await instance.server.healthy():  # e.g. frozen (SIGSTOP) while idle: stopped, not waited on
+            raise TritonError(f"instance {instance.id} did not answer a health probe; it is stopped")
         assert instance.server is not None
         server = instance.server
         for name in decision.unload:

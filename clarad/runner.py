@@ -23,6 +23,7 @@ from clarad import children, operators
 from clarad.config import Settings
 from clarad.cpus import CpuPins
 from clarad.dag import run_operators
+from clarad.database import until_recorded
 from clarad.errors import ClaradError
 from clarad.jobs import JobStatus, QueuedJob
 from clarad.layout import Layout
@@ -134,22 +135,24 @@ class JobRunner:
             reason = f"internal error: {exc}"
         finally:
             reason += self.children.left_running(job.id)
-            try:
+
+            def record() -> None:
                 if running.requeued is not None:
                     self.store.requeue_job(job.id, f"queued again: {running.requeued}")
                     log.warning("job %s queued again: %s", job.id, running.requeued)
                 else:
                     self.finish(job.id, status, reason)
                     self.metrics.job_duration.observe(time.time() - running.started_at)
-            except Exception:
-                log.exception("job %s: recording its end (%s: %s) failed", job.id, status.value, reason)
+
+            await until_recorded(record, f"the end of job {job.id}")  # the disk may refuse for a while
             await asyncio.gather(*(self._give_back(lease) for lease in running.leases))
             self.on_done(running)
 
     async def _give_back(self, lease: Lease) -> None:
         """Idle again if it was fully prepared and is healthy; else stopped (recycled, if marked)."""
         instance = lease.instance
-        if not lease.decision.single_use and self.pool.give_back(instance, time.time()):
+        healthy = instance.server is not None and await instance.server.healthy()  # a frozen one would hang the next job
+        if not lease.decision.single_use and healthy and self.pool.give_back(instance, time.time()):
             return
         if instance.recycle is not None:
             self.metrics.recycles.labels(instance.recycle[0]).inc()
@@ -177,7 +180,7 @@ class JobRunner:
     async def _work(self, running: RunningJob) -> tuple[JobStatus, str]:
         job = running.job
         workspace = Workspace(self.layout.job_dir(job.id))
-        prepare_workspace(workspace, job.pipeline, self.settings.operator_user)
+        await asyncio.to_thread(prepare_workspace, workspace, job.pipeline, self.settings.operator_user)
         endpoints = await self._prepare_all(running.leases)
         self.store.note_job_models(job.id, {name: lease.instance.loaded[name] for lease in running.leases
                                             for name in lease.models})

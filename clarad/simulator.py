@@ -75,6 +75,11 @@ class ModelledTriton:
 
     memory: dict[str, int] = field(default_factory=dict)  # model -> bytes it takes when served
 
+    frozen: bool = False  # modelled SIGSTOP: alive, but answers nothing
+
+    async def healthy(self) -> bool:
+        return self.alive and not self.frozen
+
     async def memory_used(self) -> int:
         return sum(self.memory.get(model, 0) for model in self.served)
 

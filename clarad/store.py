@@ -1,8 +1,9 @@
 """SQLite state: what must survive a restart (models, pipelines, jobs, child processes).
 
 One connection, owned by the daemon's loop thread. Each public method is one transaction named after
-the transition it records. The schema is versioned with ``PRAGMA user_version`` and migrated step by
-step (the migrations are in schema.py); a database from a newer clarad is refused, never rewritten.
+the transition it records. The schema's migrations are in schema.py; opening the file (refusing a
+damaged one or one from a newer clarad, untouched), migrating it and running transactions is
+database.py's.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
+from clarad.database import Database
 from clarad.errors import ClaradError
 from clarad.jobs import JobState, JobStatus, OperatorState, job_transition, operator_transition
 from clarad.schema import MIGRATIONS
@@ -30,42 +30,9 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class Store:
+class Store(Database):
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):  # refuse before changing anything in the file
-            self.db.close()
-            raise ClaradError(
-                f"{path}: schema version {version} is newer than this clarad understands "
-                f"({len(MIGRATIONS)}); upgrade clarad or restore a backup"
-            )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate(version)
-
-    def close(self) -> None:
-        self.db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
-    def _migrate(self, version: int) -> None:
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._tx() as db:
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+        super().__init__(path, MIGRATIONS)
 
     # -- models ----------------------------------------------------------------------------------
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import sys
 import time
 from typing import IO, Optional
 
+from clarad.logs import OneLineFormatter, printable
+
 # Python's levels as syslog priorities, which journald reads from a "<N>" prefix (SyslogLevelPrefix=).
 PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def notify(*fields: str) -> bool:
@@ -66,25 +66,14 @@ def is_journal(stream: IO[str], journal_stream: Optional[str]) -> bool:
     return journal_stream == f"{stat.st_dev}:{stat.st_ino}"
 
 
-def escape(text: str) -> str:
-    """``text`` on one line: control characters as \\n, \\t, \\r or \\xNN / \\uNNNN."""
-    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-    return _CONTROL.sub(lambda m: named.get(m[0]) or (f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else
-                                                       f"\\u{ord(m[0]):04x}"), text)
-
-
-class LogFormatter(logging.Formatter):
-    """One escaped line per record; with ``journal``, each line starts with the record's "<N>"
-    priority and has no time (journald adds its own), else it starts with the time."""
+class LogFormatter(OneLineFormatter):
+    """One escaped line per record (``logs.printable``); with ``journal``, each line starts with the
+    record's "<N>" priority and has no time (journald adds its own), else it starts with the time."""
 
     def __init__(self, journal: bool) -> None:
         super().__init__("%(levelname)s %(name)s: %(message)s" if journal
                          else "%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.journal = journal
-
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        record.message = escape(record.message)
-        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -105,7 +94,7 @@ def stderr_is_journal() -> bool:
 
 def stderr_line(text: str, level: int) -> str:
     """``text`` as one line for stderr, with the priority of ``level`` when stderr is the journal."""
-    return f"<{priority(level)}>{escape(text)}" if stderr_is_journal() else text
+    return f"<{priority(level)}>{printable(text)}" if stderr_is_journal() else printable(text)
 
 
 def log_formatter() -> LogFormatter:

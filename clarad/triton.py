@@ -24,16 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import psutil
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from clarad import children
+from clarad import children, leftovers
 from clarad.errors import TritonError
 from clarad.gpus import Gpus, Slot
 from clarad.repository import REVISION_PARAMETER
 
 OPT_BINARY = Path("/opt/tritonserver/bin/tritonserver")
 LOAD_TIMEOUT = 900.0  # seconds one load or unload may take before clarad gives up on it
+CALL_TIMEOUT = 30.0  # seconds any other call may take: a frozen server must not hold a thread forever
+HEALTH_TIMEOUT = 5.0  # seconds a server has to answer the probe before it is given back or reused
 LOG_TAIL = 4096  # bytes of the log read for its last line
 
 
@@ -119,7 +122,7 @@ def free_ports() -> Ports:
     return Ports(http=http, grpc=grpc)
 
 
-def argv(spec: LaunchSpec, repository: Path, ports: Ports) -> list[str]:
+def argv(spec: LaunchSpec, repository: Path, ports: Ports, shm_prefix: str) -> list[str]:
     return [
         str(spec.binary),
         f"--model-repository={repository}",
@@ -133,6 +136,9 @@ def argv(spec: LaunchSpec, repository: Path, ports: Ports) -> list[str]:
         "--grpc-address=127.0.0.1",
         f"--grpc-port={ports.grpc}",
         "--log-verbose=0",
+        # The Python backend's shared-memory regions are named after the instance, so that what a
+        # killed server leaves is known (leftovers.py).
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
     ]
 
 
@@ -157,24 +163,32 @@ class Launcher:
     registry: children.ChildRegistry
     base_env: Mapping[str, str]
     gpus: Gpus  # GPU memory readings, for the instances of GPU slots
+    state_dir: Path  # names the instances' shared memory (leftovers.shm_prefix)
+
+    def remove_leftovers(self) -> None:
+        """At start-up, once no instance of this state directory runs: what killed ones left."""
+        leftovers.remove_after(leftovers.shm_prefix(self.state_dir), self.spec.binary.name)
 
     async def start(self, instance_id: str, slot: Slot, timeout: float) -> "TritonServer":
-        """Start and wait until ready; raise TritonError with the log's last line when it cannot."""
+        """Start and wait until ready, within ``timeout`` seconds in all; raise TritonError with the
+        log's last line when it cannot."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{instance_id}.log"
+        deadline = time.monotonic() + timeout
+        prefix = leftovers.shm_prefix(self.state_dir, instance_id)
         last_error = ""
         for _attempt in range(3):
             ports = free_ports()
             with open(log_path, "wb") as log_file:
                 child = await children.spawn(
-                    argv(self.spec, self.repository, ports), kind="triton", label=instance_id, registry=self.registry,
-                    env=environment(self.spec, self.base_env, slot.cuda_visible_devices),
+                    argv(self.spec, self.repository, ports, prefix), kind="triton", label=instance_id,
+                    registry=self.registry, env=environment(self.spec, self.base_env, slot.cuda_visible_devices),
                     stdout=log_file, stderr=asyncio.subprocess.STDOUT,
                 )
             server = TritonServer(instance_id, slot.id, ports, child, log_path, self.registry,
-                                  self._memory_probe(slot, child.pid))
+                                  self._memory_probe(slot, child.pid), prefix, self.spec.binary.name)
             try:
-                await server._wait_ready(timeout)
+                await server._wait_ready(deadline, timeout)
                 return server
             except TritonError as exc:
                 last_error = str(exc)
@@ -205,34 +219,49 @@ class TritonServer:
     log_path: Path
     registry: children.ChildRegistry
     memory_probe: Callable[[], int]
+    shm_prefix: str  # its Python backend's shared-memory regions
+    binary_name: str
     client: grpcclient.InferenceServerClient = field(init=False)
 
     def __post_init__(self) -> None:
         self.client = grpcclient.InferenceServerClient(self.ports.grpc_uri)
 
-    async def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    async def _wait_ready(self, deadline: float, timeout: float) -> None:
         while time.monotonic() < deadline:
             if self.child.proc.returncode is not None:
                 raise TritonError(
                     f"tritonserver {self.id} {children.describe_exit(self.child.proc.returncode)}: {self.last_log_line()}"
                 )
-            if await asyncio.to_thread(self._ready):
+            if await asyncio.to_thread(self._ready, min(1.0, max(0.05, deadline - time.monotonic()))):
                 return
             await asyncio.sleep(0.05)
         raise TritonError(f"tritonserver {self.id} not ready after {timeout:g} s: {self.last_log_line()}")
 
-    def _ready(self) -> bool:
+    def _ready(self, within: float) -> bool:
         # Ask gRPC only once the port accepts connections: a call to a closed port would put the
         # channel into its reconnect backoff (about a second) after Triton is already up.
         try:
-            socket.create_connection(("127.0.0.1", self.ports.grpc), timeout=0.2).close()
+            socket.create_connection(("127.0.0.1", self.ports.grpc), timeout=min(0.2, within)).close()
         except OSError:
             return False
         try:
-            return bool(self.client.is_server_live() and self.client.is_server_ready())
+            return bool(self.client.is_server_live(client_timeout=within)
+                        and self.client.is_server_ready(client_timeout=within))
         except InferenceServerException:
             return False
+
+    async def healthy(self, within: float = HEALTH_TIMEOUT) -> bool:
+        """Whether the server is running and answers live and ready within ``within`` seconds. A
+        stopped (SIGSTOP) or exited process is known at once, without waiting."""
+        if not self.alive:
+            return False
+        try:
+            if psutil.Process(self.pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP,
+                                                     psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                return False
+        except psutil.Error:
+            return False
+        return await asyncio.to_thread(self._ready, within)
 
     def last_log_line(self) -> str:
         """The log's last line, read from its tail only (the log grows for as long as Triton runs)."""
@@ -262,7 +291,7 @@ class TritonServer:
     async def served_revision(self, model: str) -> Optional[str]:
         """The revision stamp in the configuration Triton serves ``model`` with (None: no stamp)."""
         try:
-            reply = await asyncio.to_thread(self.client.get_model_config, model)
+            reply = await asyncio.to_thread(self.client.get_model_config, model, client_timeout=CALL_TIMEOUT)
         except InferenceServerException as exc:
             raise TritonError(f"{self.id} did not give the configuration of {model}: {_first_line(exc.message())}") from None
         stamp = reply.config.parameters.get(REVISION_PARAMETER)
@@ -288,7 +317,7 @@ class TritonServer:
 
     async def ready_models(self) -> set[str]:
         try:
-            index = await asyncio.to_thread(self.client.get_model_repository_index)
+            index = await asyncio.to_thread(self.client.get_model_repository_index, client_timeout=CALL_TIMEOUT)
         except InferenceServerException as exc:
             raise TritonError(f"{self.id} did not answer: {_first_line(exc.message())}") from None
         return {m.name for m in index.models if m.state == "READY"}
@@ -311,7 +340,8 @@ class TritonServer:
             return str(exc)
         self.client.close()
         self.registry.forget(self.child.pid)
-        return children.describe_exit(code)
+        await asyncio.to_thread(leftovers.remove_after, self.shm_prefix, self.binary_name)
+        return children.describe_exit(code, self.child.killed)
 
 
 def _first_line(text: Optional[str]) -> str:

@@ -23,8 +23,17 @@ def request(path: Path, command: str, args: dict[str, Any] | None = None, timeou
             raise ControlError(f"permission denied on {path}: run as clarad's user or group") from None
         except OSError as exc:
             raise ControlError(f"cannot reach clarad at {path}: {exc.strerror or exc}") from None
-        sock.sendall(encode({"command": command, "args": args or {}}))
-        response = json.loads(_recv_exactly(sock, decode_length(_recv_exactly(sock, 4))))
+        try:
+            sock.sendall(encode({"command": command, "args": args or {}}))
+            response = json.loads(_recv_exactly(sock, decode_length(_recv_exactly(sock, 4))))
+        except TimeoutError:
+            raise ControlError(f"clarad did not answer within {timeout:g} s (busy or stuck: see its log)") from None
+        except OSError as exc:
+            raise ControlError(f"the connection to clarad failed: {exc.strerror or exc}") from None
+        except ValueError:
+            raise ControlError("clarad answered with something that is not JSON") from None
+    if not isinstance(response, dict):
+        raise ControlError("clarad answered with something that is not a response")
     if not response.get("ok"):
         raise ControlError(response.get("error") or "request failed")
     return response.get("result")

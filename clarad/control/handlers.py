@@ -13,16 +13,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clarad import __version__
+from clarad import __version__, trees
 from clarad.control.protocol import Command
 from clarad.errors import ClaradError, ModelRejected, PipelineRejected, RejectedDrop
-from clarad.ingest import MAX_PIPELINE_BYTES
+from clarad.ingest import MAX_PIPELINE_BYTES, copy_error
 from clarad.jobs import JobState, Priority
 from clarad.pipelines import describe, parse_pipeline, validate
 from clarad.repository import clara_type, parse_clara_type
 
 if TYPE_CHECKING:
     from clarad.daemon import Daemon
+
+
+MAX_LIST = 1_000_000  # jobs one list may ask for
 
 
 class Handlers:
@@ -128,12 +131,15 @@ class Handlers:
         return {"source": source, "problems": problems, "notes": pipeline.notes if pipeline else []}
 
     def jobs_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        limit = args.get("limit", 100)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
+            raise ClaradError(f"limit {limit!r}: a whole number from 1 to {MAX_LIST}")
         pipeline = args.get("pipeline")
         if pipeline:
             record = self.d.store.find_pipeline(str(pipeline))
             pipeline = record["name"] if record else pipeline  # a removed pipeline's jobs, by its name
         state, status = (str(args[k]).upper() if args.get(k) else None for k in ("state", "status"))
-        return self.d.store.jobs(int(args.get("limit", 100)), pipeline=pipeline, state=state, status=status)
+        return self.d.store.jobs(limit, pipeline=pipeline, state=state, status=status)
 
     def jobs_show(self, args: dict[str, Any]) -> dict[str, Any]:
         job = self.d.store.job(str(args["id"]))
@@ -151,8 +157,12 @@ class Handlers:
 
     async def jobs_create(self, args: dict[str, Any]) -> dict[str, Any]:
         path = Path(str(args["path"]))
-        if not path.is_absolute() or not path.exists():
+        if not path.is_absolute() or not os.path.lexists(path):
             raise ClaradError(f"{path}: give the absolute path of an existing file or directory")
+        staging_area = self.d.layout.staging.resolve()
+        if staging_area.is_relative_to(path.resolve()) or path.resolve().is_relative_to(staging_area):
+            raise ClaradError(f"{path}: overlaps clarad's staging directory {staging_area} (a copy would contain "
+                              "itself); give a payload outside clarad's state directory")
         try:
             priority = Priority.parse(str(args.get("priority") or "normal"))
         except ValueError:
@@ -160,6 +170,7 @@ class Handlers:
         staging = self.d.layout.staging / f"payload-{time.time_ns()}"
         staging.mkdir(mode=0o700)
         try:
+            await asyncio.to_thread(trees.check_payload, path)  # no device read forever, no links followed
             copy = staging / path.name
             await asyncio.to_thread(_copy_payload, path, copy)
             params = {str(k): str(v) for k, v in (args.get("params") or {}).items()}
@@ -168,7 +179,7 @@ class Handlers:
         except RejectedDrop as exc:
             raise ClaradError("; ".join(getattr(exc, "problems", None) or [str(exc)])) from None
         except OSError as exc:
-            raise ClaradError(f"{path}: {exc.strerror or exc}") from None
+            raise ClaradError(f"{path}: {copy_error(exc)}") from None
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         self.d.scheduler.enqueue(job.id)
@@ -176,7 +187,8 @@ class Handlers:
 
 
 def _copy_payload(source: Path, target: Path) -> None:
-    if source.is_dir():
+    """Copy what ``trees.check_payload`` accepted: regular files and directories only."""
+    if source.is_dir() and not source.is_symlink():
         shutil.copytree(source, target, symlinks=True)
     else:
-        shutil.copy2(source, target)
+        shutil.copy2(source, target, follow_symlinks=False)

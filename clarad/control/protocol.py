@@ -1,7 +1,7 @@
 """The control socket's protocol: framing, where the socket lives, and the commands it carries.
 
 Framing: a 4-byte big-endian length, then that many bytes of UTF-8 JSON; one request and one
-response per connection. A request is ``{"command": "jobs.show", "args": {...}}``; a response is
+response per connection. A request is at most ``MAX_REQUEST`` bytes, a response ``MAX_MESSAGE``. A request is ``{"command": "jobs.show", "args": {...}}``; a response is
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "one line"}``.
 
 ``Command`` is the one table of commands: the CLI sends its members, the daemon's handlers are
@@ -18,7 +18,8 @@ from typing import Any
 
 from clarad.errors import ControlError
 
-MAX_MESSAGE = 16 * 1024 * 1024
+MAX_MESSAGE = 16 * 1024 * 1024  # a response (a long job list, a status with many instances)
+MAX_REQUEST = 64 * 1024  # a request names things and paths: nothing near this
 HEADER = struct.Struct(">I")
 
 
@@ -56,8 +57,8 @@ def encode(message: Any) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def decode_length(header: bytes) -> int:
+def decode_length(header: bytes, limit: int = MAX_MESSAGE) -> int:
     length: int = HEADER.unpack(header)[0]
-    if length > MAX_MESSAGE:
-        raise ControlError(f"message of {length} bytes exceeds {MAX_MESSAGE}")
+    if length > limit:
+        raise ControlError(f"message of {length} bytes exceeds {limit}")
     return length

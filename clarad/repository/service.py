@@ -11,6 +11,7 @@ model's files) run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import shutil
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from clarad.errors import ClaradError, ModelRejected
+from clarad.faults import crash_point
 from clarad.layout import Layout
 from clarad.pipelines import parse_pipeline
 from clarad.repository import files
-from clarad.store import Store
+from clarad.store import Store, new_id
 
 log = logging.getLogger("clarad")
 
@@ -48,10 +50,12 @@ class ModelRepository:
             self.end(info.name)
             raise ModelRejected(f"{info.name}: cannot be moved into the repository ({exc.strerror or exc})",
                                 "unreadable") from None
+        crash_point("model-swap")
         model_id = self.store.accept_model(info.name, info.digest, info.backend, info.versions, info.size, origin,
                                            time.time())
         self.end(info.name)  # a crash before this line is completed by recover()
         forgotten = self.store.prune_revisions(info.name, self.revisions_kept)
+        crash_point("revision-prune")
         kept = [r["digest"] for r in self.store.revisions(info.name)]
         await asyncio.to_thread(files.prune, info.name, self.layout.revisions, kept)
         log.info("model %s %s: revision %s, backend %s, versions %s, %d bytes (from %s)%s", info.name,
@@ -87,7 +91,7 @@ class ModelRepository:
         needing = self.needed_by(name)
         if needing and not force:
             raise ClaradError(f"model {name} is needed by pipeline(s) {', '.join(needing)}; use --force to remove it anyway")
-        trash = self.layout.staging / f"removed-{name}-{time.time_ns()}"
+        trash = self.layout.staging / f"removed-{new_id()}"
         trash.mkdir()
         for path in (self.layout.models / name, self.layout.revisions / name):
             if path.exists():  # out of the way first: a crash now leaves a record whose files are gone
@@ -119,7 +123,9 @@ class ModelRepository:
     # -- the journal -------------------------------------------------------------------------
 
     def journal(self, name: str) -> Path:
-        return self.layout.revisions / f".pending-{name}.json"
+        """Named after a digest of the model's name (which may be 255 bytes long itself); the entry
+        inside names the model."""
+        return self.layout.revisions / f".pending-{hashlib.sha256(name.encode()).hexdigest()[:32]}.json"
 
     def begin(self, name: str, digest: str, previous: Optional[str]) -> None:
         self.journal(name).write_text(json.dumps({"name": name, "digest": digest, "previous": previous}))
@@ -128,11 +134,18 @@ class ModelRepository:
         self.journal(name).unlink(missing_ok=True)
 
     def recover(self) -> None:
-        """At start-up: complete or undo every change a crash interrupted."""
+        """At start-up: complete or undo every change a crash interrupted; delete the files of kept
+        revisions the database no longer knows (a crash between forgetting them and deleting them)."""
         for pending in sorted(self.layout.revisions.glob(".pending-*.json")):
             entry = json.loads(pending.read_text())
             self._finish(str(entry["name"]), str(entry["digest"]), entry["previous"])
             pending.unlink()
+        for folder in sorted(p for p in self.layout.revisions.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            self.store.prune_revisions(folder.name, self.revisions_kept)
+            kept = [r["digest"] for r in self.store.revisions(folder.name)]
+            deleted = files.prune(folder.name, self.layout.revisions, kept)
+            if deleted:
+                log.warning("model %s: %d revision(s) forgotten before a crash deleted now", folder.name, len(deleted))
 
     def _finish(self, name: str, digest: str, previous: Optional[str]) -> None:
         live = self.layout.models / name

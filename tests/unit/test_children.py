@@ -114,10 +114,53 @@ def test_the_workspace_is_handed_over_deepest_first(tmp_path: Path, monkeypatch:
     (tmp_path / "input" / "a" / "b").mkdir(parents=True)
     (tmp_path / "input" / "a" / "b" / "f").write_text("x")
     (tmp_path / "input" / "g").write_text("x")
-    (tmp_path / "input" / "link").symlink_to("/etc")
     order: list[str] = []
-    monkeypatch.setattr(os, "chown", lambda path, uid, gid, follow_symlinks=True: order.append(str(path)))
+
+    def chown(path: str, uid: int, gid: int) -> None:  # through the handle: /proc/self/fd/N
+        order.append(os.readlink(path))
+
+    monkeypatch.setattr(os, "chown", chown)
     _chown_tree(tmp_path / "input", 1, 1)
     assert sorted(order) == sorted(str(p) for p in [tmp_path / "input", *(tmp_path / "input").rglob("*")])
     for i, path in enumerate(order):
         assert not any(earlier in Path(path).parents for earlier in map(Path, order[:i])), order
+
+
+@pytest.mark.parametrize("planted", ["hardlink", "symlink", "fifo"])
+def test_the_workspace_handover_refuses_what_is_not_plain_content(tmp_path: Path, planted: str) -> None:
+    """A hard link would hand over the file it shares an inode with (a root-only secret elsewhere),
+    a symlink what it points to: neither is changed, and the refusal names it."""
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    payload = tmp_path / "input"
+    (payload / "sub").mkdir(parents=True)
+    (payload / "sub" / "plain").write_text("x")
+    entry = payload / "sub" / "x"
+    if planted == "hardlink":
+        os.link(secret, entry)
+    elif planted == "symlink":
+        entry.symlink_to(secret)
+    else:
+        os.mkfifo(entry)
+    owner = secret.stat().st_uid
+    with pytest.raises(OSError, match=rf"^{entry}: (hard-linked to another file name|a symlink|a FIFO), not handed over$"):
+        _chown_tree(payload, 65534, 65534)
+    assert secret.stat().st_uid == owner
+
+
+def test_an_exit_by_clarads_own_kill_is_not_put_down_to_memory(registry: children.ChildRegistry) -> None:
+    async def scenario() -> tuple[int, bool]:
+        child = await children.spawn(
+            [sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                   "print('ready', flush=True); time.sleep(60)"],
+            kind="operator", label="j1/stubborn", registry=registry, env=dict(os.environ),
+            stdout=asyncio.subprocess.PIPE)
+        assert child.proc.stdout is not None
+        await child.proc.stdout.readline()  # TERM is ignored from here on
+        return await children.stop(child, grace=0.2), child.killed
+
+    code, killed = asyncio.run(scenario())
+    assert code == -signal.SIGKILL and killed
+    assert children.describe_exit(code, killed) == "killed by SIGKILL (sent by clarad: it did not stop in time)"
+    assert children.describe_exit(code) == "killed by SIGKILL (perhaps out of memory)"

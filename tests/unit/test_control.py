@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from clarad import control
+from clarad.control import server as server_module
 from clarad.errors import ClaradError, ControlError
 
 
@@ -139,3 +140,86 @@ def test_serve_replaces_a_dead_socket(sock_path: Path) -> None:
     assert sock_path.exists()
     (result,) = asyncio.run(serving(sock_path, ("echo", {})))
     assert result == {"command": "echo", "args": {}}
+
+
+def _connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    return sock
+
+
+def test_an_idle_connection_is_closed_after_the_request_timeout(sock_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a connection that sent nothing was kept open for ever (500 of them took clarad to its
+    file-descriptor limit)."""
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT", 0.3)
+
+    async def scenario() -> bytes:
+        server = await control.serve(sock_path, handle)
+        try:
+            idle = await asyncio.to_thread(_connect, sock_path)
+            with idle:
+                return await asyncio.to_thread(idle.recv, 100)  # b"" once the server hangs up
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(scenario()) == b""
+
+
+def test_connections_over_the_cap_close_the_oldest_idle_one_and_a_request_is_served(
+        sock_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 4)
+
+    async def scenario() -> tuple[list[bytes], Any]:
+        server = await control.serve(sock_path, handle)
+        idle = [await asyncio.to_thread(_connect, sock_path) for _ in range(6)]
+        try:
+            answer = await asyncio.to_thread(control.request, sock_path, "echo", {"n": 1}, 5.0)
+            evicted = [await asyncio.to_thread(sock.recv, 100) for sock in idle[:3]]  # b"": closed by clarad
+            return evicted, answer
+        finally:
+            for sock in idle:
+                sock.close()
+            server.close()
+            await server.wait_closed()
+
+    evicted, answer = asyncio.run(scenario())
+    assert evicted == [b"", b"", b""]
+    assert answer == {"command": "echo", "args": {"n": 1}}
+
+
+def test_a_request_over_its_limit_is_refused_without_being_read(sock_path: Path) -> None:
+    """Before: up to 16 MiB were read per request (ten of them raised clarad's memory by 160 MB for good)."""
+    async def scenario() -> dict[str, Any]:
+        server = await control.serve(sock_path, handle)
+
+        def oversized() -> dict[str, Any]:
+            with _connect(sock_path) as sock:
+                sock.sendall(struct.pack(">I", control.MAX_REQUEST + 1))  # and not one byte of it
+                header = sock.recv(4, socket.MSG_WAITALL)
+                return json.loads(sock.recv(struct.unpack(">I", header)[0], socket.MSG_WAITALL))
+
+        try:
+            return await asyncio.to_thread(oversized)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(scenario()) == {
+        "ok": False, "error": f"bad request: message of {control.MAX_REQUEST + 1} bytes exceeds {control.MAX_REQUEST}"}
+    assert control.MAX_REQUEST <= 64 * 1024
+
+
+def test_a_daemon_that_does_not_answer_in_time_is_one_line_not_a_traceback(sock_path: Path) -> None:
+    """Before: `clarad status` against a busy daemon died with a raw TimeoutError traceback."""
+    sock_path.parent.mkdir(parents=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(1)  # accepts (in the kernel), never answers
+    try:
+        with pytest.raises(ControlError, match=r"^clarad did not answer within 0.3 s \(busy or stuck: see its log\)$"):
+            control.request(sock_path, "status", timeout=0.3)
+    finally:
+        listener.close()

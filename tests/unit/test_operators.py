@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
-from clarad.operators import TRITON_VARIABLES, Endpoints, Workspace, expand, operator_env
+from clarad.children import ChildRegistry
+from clarad.operators import (
+    TRITON_VARIABLES,
+    Endpoints,
+    Outcome,
+    Workspace,
+    command_problem,
+    expand,
+    operator_env,
+    run_operator,
+)
 from clarad.pipelines import Operator, parse_pipeline
+from clarad.store import Store
 
 ROOT = Path("/state/jobs/j1")
 WS = Workspace(ROOT)
@@ -196,3 +209,32 @@ def test_a_triton_services_connections_point_at_the_jobs_instance() -> None:
     assert (env["MY_TRITON"], env["MY_GRPC"]) == ("127.0.0.1:8000", "127.0.0.1:8001")
     assert env["NVIDIA_CLARA_TRTISURI"] == "127.0.0.1:8000"
     assert "MY_TRITON" not in env_of(C_TRITON, triton=None, base={"MY_TRITON": "stale:1"})
+
+
+@pytest.mark.parametrize("argv, variables, reason", [
+    (["echo", "a\0b"], {}, "argument 1 of its command holds a NUL character"),
+    (["echo"], {"A=B": "x"}, "environment variable name 'A=B' is not allowed (empty, or holding '=' or NUL)"),
+    (["echo"], {"": "x"}, "environment variable name '' is not allowed (empty, or holding '=' or NUL)"),
+    (["echo"], {"V": "x\0y"}, "environment variable V holds a NUL character"),
+])
+def test_what_exec_would_refuse_is_named_before_the_start(argv: list[str], variables: dict[str, str],
+                                                         reason: str) -> None:
+    assert command_problem(argv, {"PATH": "/bin", **variables}) == reason
+
+
+def test_a_valid_command_has_no_problem() -> None:
+    assert command_problem(["echo", "$x", "é"], env_of(SEG)) is None
+
+
+def test_an_operator_exec_would_refuse_faults_with_its_reason_and_starts_nothing(tmp_path: Path) -> None:
+    """Before: a ValueError out of the process start ended the job as "internal error" (pipelines now
+    refuse such variable names at the drop; an inherited one still reaches this check)."""
+    op = parse_pipeline('name: p\noperators:\n- name: bad\n  command: [/bin/true]\n').operators[0]
+    workspace = Workspace(tmp_path)
+    workspace.logs.mkdir()
+    registry = ChildRegistry(Store(tmp_path / "clarad.db"))
+    env = {**operator_env({"PATH": os.defpath}, op, "j1", "n", workspace, None), "A=B": "x"}  # e.g. inherited
+    outcome = asyncio.run(run_operator(op, op.argv, env, workspace, "j1/bad", registry, grace=1))
+    assert outcome == Outcome(False, "cannot start: environment variable name 'A=B' is not allowed (empty, or "
+                                     "holding '=' or NUL)", None)
+    assert registry.store.children() == []

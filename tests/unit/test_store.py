@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from clarad import database
+from clarad.database import until_recorded
 from clarad.errors import ClaradError, TransitionError
 from clarad.jobs import JobState, JobStatus
 from clarad.store import MIGRATIONS, Store
@@ -289,3 +295,93 @@ def test_finished_jobs_oldest_first_are_measured_once_and_forgotten(store: Store
     store.forget_jobs([OTHER])
     assert store.job(OTHER) is None
     assert store.db.execute("SELECT count(*) FROM operators WHERE job_id = ?", (OTHER,)).fetchone()[0] == 0
+
+
+def _fill(path: Path, jobs: int) -> None:
+    store = Store(path)
+    for n in range(jobs):
+        store.create_job(f"{n:032x}", "seg", f"job {n} " + "x" * 200, "normal", ["a", "b"], now=float(n))
+    store.start_job(f"{0:032x}", None, now=1.0)
+    store.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "middle"])
+def test_a_damaged_database_is_refused_in_one_line_and_left_as_it_was(tmp_path: Path, damage: str) -> None:
+    """Before: a raw traceback, and with damage in the middle of the file, the running job was
+    recorded FAULTED (a write) before a later read failed."""
+    path = tmp_path / "clarad.db"
+    if damage == "garbage":
+        path.write_bytes(b"this is not a database\n" * 200)
+    else:
+        _fill(path, 400)
+        data = bytearray(path.read_bytes())
+        page = int.from_bytes(data[16:18], "big")
+        middle = (len(data) // page // 2) * page
+        data[middle:middle + page] = b"\xa5" * page
+        path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    with pytest.raises(ClaradError) as refused:
+        Store(path)
+    assert str(refused.value).startswith(f"{path}: damaged (")
+    assert str(refused.value).endswith("clarad changed nothing in it: restore a backup, or move it away to start "
+                                       "with an empty one")
+    assert "\n" not in str(refused.value)
+    assert path.read_bytes() == before
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+
+def _chattr(flag: str, path: Path) -> bool:
+    return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+
+
+def test_a_write_the_disk_refused_leaves_the_store_usable_once_the_disk_is_back(tmp_path: Path) -> None:
+    """A COMMIT the disk refused (a disk I/O error) ends its transaction: once the disk is back, the
+    same transition is recorded (what until_recorded relies on)."""
+    store = Store(tmp_path / "clarad.db")
+    try:
+        store.create_job(JOB, "seg", "one", "normal", ["a"], now=1.0)
+        store.start_job(JOB, None, now=2.0)
+        wal = Path(f"{store.path}-wal")
+        if os.geteuid() != 0 or not _chattr("+i", wal):
+            pytest.skip("making the WAL immutable needs root and chattr on this file system")
+        try:
+            with pytest.raises(sqlite3.Error):
+                store.finish_job(JOB, JobStatus.HEALTHY, "done", now=3.0)
+        finally:
+            _chattr("-i", wal)
+        store.finish_job(JOB, JobStatus.HEALTHY, "done", now=4.0)
+        job = store.job(JOB)
+        assert job is not None and (job["state"], job["status"], job["stopped_at"]) == ("STOPPED", "HEALTHY", 4.0)
+    finally:
+        store.close()
+
+
+def test_until_recorded_tries_again_while_the_disk_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(database, "RECORD_RETRY_FIRST", 0.01)
+    attempts: list[int] = []
+
+    def record() -> None:
+        attempts.append(len(attempts))
+        if len(attempts) < 3:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    asyncio.run(until_recorded(record, "the end of job x"))
+    assert attempts == [0, 1, 2]
+
+    refused: list[int] = []
+
+    def transition() -> None:  # not the disk's refusal: no second attempt
+        refused.append(1)
+        raise TransitionError("job x is STOPPED: cannot finish")
+
+    asyncio.run(until_recorded(transition, "the end of job x"))
+    assert refused == [1]
+
+
+def test_the_database_is_not_readable_by_others_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        Store(tmp_path / "clarad.db").close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "clarad.db").stat().st_mode) == 0o640

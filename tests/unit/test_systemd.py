@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clarad.systemd import LogFormatter, escape, is_journal, priority, reloading, stderr_line
+from clarad.logs import printable as escape
+from clarad.systemd import LogFormatter, is_journal, priority, reloading, stderr_line
 
 
 def record(level: int, message: str, *args: object, exc_info: bool = False) -> logging.LogRecord:

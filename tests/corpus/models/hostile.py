@@ -21,6 +21,7 @@ Every archive is small: the bombs are 50 MB of zeros that compress to about 50 k
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -670,3 +671,71 @@ def _(folder: Path, where: Path) -> Case:
     members = [(n, d, FILE) for n, d in (("config.pbtxt", b'name: "onnx"\nplatform: "onnxruntime_onnx"\n'),
                                           ("1/model.plan", b"\0"))]
     return Case("onnx-without-model-onnx", write_zip(folder / "onnx.zip", members), "needs model.onnx")
+
+
+# -- tar headers tarfile would read into memory whole ----------------------------------------------
+
+HUGE_HEADER = 64 << 20  # declared size of one extension header (its bytes are zeros: about 64 kB packed)
+
+
+def raw_tar_header(name: str, kind: bytes, size: int) -> bytes:
+    """One 512-byte header of any type, as a hostile tool would write it."""
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.mtime = kind, size, 1_700_000_000
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def write_raw_tar(path: Path, blocks: list[bytes | int], tail: list[Member]) -> Path:
+    """A gzipped tar: raw ``blocks`` (bytes, or a count of zero bytes, padded to 512), then ``tail``
+    written normally."""
+    rest = io.BytesIO()
+    write_tar_stream(rest, tail)
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        for block in blocks:
+            if isinstance(block, int):
+                for start in range(0, block, 1 << 20):
+                    out.write(bytes(min(1 << 20, block - start)))
+                out.write(bytes(-block % 512))
+            else:
+                out.write(block + bytes(-len(block) % 512))
+        out.write(rest.getvalue())
+    return path
+
+
+def write_tar_stream(stream: io.BytesIO, members: list[Member]) -> None:
+    with tarfile.open(fileobj=stream, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for _kind, name, payload, mode in members:
+            assert isinstance(payload, bytes)
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(payload), mode, 1_700_000_000
+            tar.addfile(info, io.BytesIO(payload))
+
+
+@case("tar-huge-long-name-header")
+def _(folder: Path, where: Path) -> Case:
+    blocks: list[bytes | int] = [raw_tar_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, HUGE_HEADER), HUGE_HEADER]
+    path = write_raw_tar(folder / "affine.tgz", blocks, affine_members())
+    return Case("tar-huge-long-name-header", path, f"a tar extension header of {HUGE_HEADER} bytes")
+
+
+@case("tar-huge-pax-header")
+def _(folder: Path, where: Path) -> Case:
+    blocks: list[bytes | int] = [raw_tar_header("pax", tarfile.XHDTYPE, HUGE_HEADER), HUGE_HEADER]
+    path = write_raw_tar(folder / "affine.tgz", blocks, affine_members())
+    return Case("tar-huge-pax-header", path, f"a tar extension header of {HUGE_HEADER} bytes")
+
+
+@case("tar-endless-long-name-chain")
+def _(folder: Path, where: Path) -> Case:
+    name = b"x" * 100 + b"\0"
+    blocks: list[bytes | int] = [block for _ in range(2000)
+                                 for block in (raw_tar_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, len(name)), name)]
+    path = write_raw_tar(folder / "affine.tgz", blocks, affine_members())
+    return Case("tar-endless-long-name-chain", path, "tar extension headers in a row")
+
+
+@case("tar-sparse-entry")
+def _(folder: Path, where: Path) -> Case:
+    blocks: list[bytes | int] = [raw_tar_header("1/model.py", tarfile.GNUTYPE_SPARSE, 0)]
+    path = write_raw_tar(folder / "affine.tgz", blocks, affine_members())
+    return Case("tar-sparse-entry", path, "sparse files are not allowed")
