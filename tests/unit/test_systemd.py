@@ -103,4 +103,4 @@ def test_a_stderr_line_carries_its_priority_only_into_the_journal(tmp_path: Path
         monkeypatch.setenv("JOURNAL_STREAM", f"{own.st_dev}:{own.st_ino}")
         assert stderr_line("clarad: bad\nname", logging.ERROR) == "<3>clarad: bad\\nname"
         monkeypatch.delenv("JOURNAL_STREAM")
-        assert stderr_line("clarad: bad\nname", logging.ERROR) == "clarad: bad\nname"
+        assert stderr_line("clarad: bad\nname", logging.ERROR) == "clarad: bad\\nname"  # one line everywhere
