@@ -71,14 +71,14 @@ class ChildRegistry:
         recorded = self.store.children()
         for description in stop_leftovers(recorded):
             log.warning("stopped %s, left running by a previous clarad", description)
+        if self.marker:
+            for description in stop_marked(self.marker):
+                log.warning("stopped %s, started by a previous clarad that died before recording it", description)
         jobs = {row["label"].partition("/")[0] for row in recorded if row["kind"] == "operator"}
         escaped = self.containment.stop_leftovers(jobs)
         if escaped:
             log.warning("stopped %d process(es) operators of a previous clarad had left outside their sessions",
                         escaped)
-        if self.marker:  # last: what operators left is theirs (they carry the mark too), the rest unrecorded
-            for description in stop_marked(self.marker):
-                log.warning("stopped %s, started by a previous clarad that died before recording it", description)
         self.store.forget_children()
 
     def left_running(self, job_id: str) -> str:
