@@ -63,7 +63,8 @@ class ModelledTriton:
             self.served[model] = stamp
 
     async def unload(self, model: str) -> None:
-        self.served.pop(model, None)
+        if self.served.pop(model, None) is not None and model in self.leaks:
+            self.leaked += self.memory.get(model, 0)  # Triton kept what the model held
 
     async def served_revision(self, model: str) -> Optional[str]:
         return self.served.get(model)
@@ -74,6 +75,8 @@ class ModelledTriton:
         return set(self.served)
 
     memory: dict[str, int] = field(default_factory=dict)  # model -> bytes it takes when served
+    leaks: set[str] = field(default_factory=set)  # models whose unload gives no memory back
+    leaked: int = 0
 
     frozen: bool = False  # modelled SIGSTOP: alive, but answers nothing
 
@@ -81,7 +84,7 @@ class ModelledTriton:
         return self.alive and not self.frozen
 
     async def memory_used(self) -> int:
-        return sum(self.memory.get(model, 0) for model in self.served)
+        return self.leaked + sum(self.memory.get(model, 0) for model in self.served)
 
     def die(self, how: str = "killed by SIGKILL (perhaps out of memory)") -> None:
         """The process exits by itself (a crash, the OOM killer)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clarad import placement
+from clarad import placement, prepare
 from clarad.errors import ClaradError
 from clarad.gpus import Gpu
 from clarad.placement import Action, Decision, Reuse
@@ -241,3 +241,56 @@ async def test_idle_instances_unload_models_removed_from_the_repository(tmp_path
         assert h.pool.instances["triton-0"].loaded == {"a": a}
         assert server.served == {"a": a}
         assert h.metrics.registry.get_sample_value("clarad_model_unloads_total", {"reason": "removed"}) == 1
+
+
+@drive
+async def test_an_instance_whose_unload_keeps_the_memory_is_recycled_when_next_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prepare, "RELEASE_WAIT", 0.05)
+    async with Harness(tmp_path, max_models=1) as h:
+        h.add_model("a")
+        h.add_model("b")
+        first = h.submit(pipeline_text(["a"]))
+        h.launcher.gate = asyncio.Event()  # its load waits until the server's memory is set
+        h.scheduler.run_pass(1000.0)
+        server = await until(lambda: h.launcher.started and h.launcher.started[0], "the instance")
+        server.memory, server.leaks = {"a": 100 << 20, "b": 10 << 20}, {"a"}
+        h.launcher.gate.set()
+        await h.ended(h.scheduler.running[first])
+
+        second = h.submit(pipeline_text(["b"]))  # one model at most: a is unloaded to make room
+        h.scheduler.run_pass(1001.0)
+        running = h.scheduler.running[second]
+        assert running.decision.unload == ("a",)
+        record = await h.ended(running)
+        assert (record["status"], record["instance"]) == ("HEALTHY", "triton-0")
+        assert "triton-0" not in h.pool.instances and not server.alive  # replaced, not made idle
+        assert h.metrics.registry.get_sample_value("clarad_instance_recycles_total", {"reason": "leak"}) == 1
+
+        third = h.submit(pipeline_text(["b"]))
+        h.scheduler.run_pass(1002.0)
+        assert (await h.ended(h.scheduler.running[third]))["instance"] == "triton-1"  # a fresh process
+
+
+@drive
+async def test_a_job_waiting_for_its_gpu_finds_its_models_warmed(tmp_path: Path) -> None:
+    gpu = Gpu(0, "GPU-0", "stand-in", 16 << 30)
+    async with Harness(tmp_path, cpu_instances=1, gpus=[gpu, Gpu(1, "GPU-1", "stand-in", 16 << 30)]) as h:
+        h.add_model("a")
+        go = tmp_path / "go"
+        holder = h.submit(pipeline_text([], command=["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done"], gpu=2))
+        h.scheduler.run_pass(1000.0)
+        waiting = h.submit(pipeline_text(["a"], gpu=1))
+        h.scheduler.run_pass(1001.0)  # its GPU is held: it waits, and an instance is warmed for it
+        assert h.job(waiting)["state"] == "PENDING"
+        warm = await until(lambda: next((i for i in h.pool.instances.values()
+                                         if i.state is InstanceState.IDLE and "a" in i.loaded), None),
+                           "an instance warmed with a")
+        assert h.metrics.registry.get_sample_value("clarad_instance_prewarms_total") == 1
+        go.write_text("")
+        await h.ended(h.scheduler.running[holder])
+        h.scheduler.run_pass(1002.0)
+        running = h.scheduler.running[waiting]
+        assert (running.instance, running.decision.load) == (warm, ())  # a hit: nothing left to load
+        assert (await h.ended(running))["status"] == "HEALTHY"
