@@ -67,18 +67,21 @@ class ChildRegistry:
         self.store.forget_child(pid)
 
     def stop_leftovers(self) -> None:
-        """At start-up: stop whatever a previous clarad left running, then start a clean record."""
+        """At start-up: stop whatever a previous clarad left running, then start a clean record:
+        its recorded children; what its operators left outside their process groups (their cgroups,
+        or their environment's job); and, by the mark in their environment, children it had started
+        but not yet recorded when it died."""
         recorded = self.store.children()
         for description in stop_leftovers(recorded):
             log.warning("stopped %s, left running by a previous clarad", description)
-        if self.marker:
-            for description in stop_marked(self.marker):
-                log.warning("stopped %s, started by a previous clarad that died before recording it", description)
         jobs = {row["label"].partition("/")[0] for row in recorded if row["kind"] == "operator"}
         escaped = self.containment.stop_leftovers(jobs)
         if escaped:
-            log.warning("stopped %d process(es) operators of a previous clarad had left outside their sessions",
-                        escaped)
+            log.warning("stopped %d process(es) that operators of a previous clarad had left outside their process "
+                        "groups", escaped)
+        if self.marker:
+            for description in stop_marked(self.marker):
+                log.warning("stopped %s, started by a previous clarad that died before recording it", description)
         self.store.forget_children()
 
     def left_running(self, job_id: str) -> str:
