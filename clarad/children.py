@@ -67,18 +67,21 @@ class ChildRegistry:
         self.store.forget_child(pid)
 
     def stop_leftovers(self) -> None:
-        """At start-up: stop whatever a previous clarad left running, then start a clean record."""
+        """At start-up: stop whatever a previous clarad left running, then start a clean record:
+        its recorded children; what its operators left outside their process groups (their cgroups,
+        or their environment's job); and, by the mark in their environment, children it had started
+        but not yet recorded when it died."""
         recorded = self.store.children()
         for description in stop_leftovers(recorded):
             log.warning("stopped %s, left running by a previous clarad", description)
-        if self.marker:
-            for description in stop_marked(self.marker):
-                log.warning("stopped %s, started by a previous clarad that died before recording it", description)
         jobs = {row["label"].partition("/")[0] for row in recorded if row["kind"] == "operator"}
         escaped = self.containment.stop_leftovers(jobs)
         if escaped:
-            log.warning("stopped %d process(es) operators of a previous clarad had left outside their sessions",
-                        escaped)
+            log.warning("stopped %d process(es) that operators of a previous clarad had left outside their process "
+                        "groups", escaped)
+        if self.marker:
+            for description in stop_marked(self.marker):
+                log.warning("stopped %s, started by a previous clarad that died before recording it", description)
         self.store.forget_children()
 
     def left_running(self, job_id: str) -> str:
@@ -305,11 +308,13 @@ def resident_bytes(pid: int) -> int:
 
 
 async def end_scope(child: Child, registry: ChildRegistry) -> None:
-    """After an operator's process group is gone: stop what it started outside the group (another
-    session, a double fork), as its containment finds them. Not interruptible."""
+    """After an operator's process group was stopped (or given up on): stop what it started outside
+    the group (another session, a double fork), as its containment finds them. A cgroup takes the
+    operator itself too, even where signals were refused (cgroup.kill needs no CAP_KILL): one given
+    up on that is gone now is forgotten, not named as left running. Not interruptible."""
     if child.kind != "operator":
         return
-    ending = asyncio.ensure_future(registry.containment.end(child.label, child.created, time.time(), registry.live))
+    ending = asyncio.ensure_future(_end_scope(child, registry))
     await wait_through_cancel(ending)
     if ending.exception() is None and ending.result():
         log.warning("operator %s left %d process(es) outside its process group: stopped", child.label,
@@ -317,6 +322,18 @@ async def end_scope(child: Child, registry: ChildRegistry) -> None:
     elif ending.exception() is not None:
         log.error("operator %s: stopping what it left outside its process group failed", child.label,
                   exc_info=ending.exception())
+
+
+async def _end_scope(child: Child, registry: ChildRegistry) -> int:
+    stopped = await registry.containment.end(child.label, child.created, time.time(), registry.live)
+    if child.pid in registry.live:  # given up on by stop(): gone with its cgroup?
+        try:
+            await asyncio.wait_for(child.proc.wait(), REFUSED_WAIT)
+        except asyncio.TimeoutError:
+            return stopped
+        registry.forget(child.pid)
+        log.info("operator %s (pid %d) stopped with its cgroup", child.label, child.pid)
+    return stopped
 
 
 def stop_group_remains(child: Child) -> None:

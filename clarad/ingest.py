@@ -274,7 +274,10 @@ def checked(text: str, source: str, models: Collection[str], gpus: int, cpus: in
             max_models: int) -> tuple[Optional[Pipeline], list[str]]:
     """``pipelines.validate``, each problem on one line (YAML's own messages run over several), and
     names that cannot be file names refused too; the pipeline only when there is no problem. Pure."""
-    pipeline, problems = validate(text, source, models, gpus, cpus, max_models)
+    try:
+        pipeline, problems = validate(text, source, models, gpus, cpus, max_models)
+    except RecursionError:  # an alias that contains itself, or nesting deeper than the checks can walk
+        return None, [f"{source}: nested too deeply, or an alias (&name ... *name) that contains itself"]
     problems = [one_line(problem) for problem in problems] or (file_name_problems(pipeline) if pipeline else [])
     return (None if problems else pipeline), problems
 

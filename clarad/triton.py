@@ -36,7 +36,8 @@ from clarad.repository import REVISION_PARAMETER
 OPT_BINARY = Path("/opt/tritonserver/bin/tritonserver")
 LOAD_TIMEOUT = 900.0  # seconds one load or unload may take before clarad gives up on it
 CALL_TIMEOUT = 30.0  # seconds any other call may take: a frozen server must not hold a thread forever
-HEALTH_TIMEOUT = 5.0  # seconds a server has to answer the probe before it is given back or reused
+HEALTH_TIMEOUT = 10.0  # seconds a server has to answer the probe before it is given back or reused (a stopped
+# process is known at once; this bounds one that is stuck otherwise, and leaves room for a loaded host)
 LOG_TAIL = 4096  # bytes of the log read for its last line
 
 

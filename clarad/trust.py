@@ -33,7 +33,7 @@ def refusal(seen: Sequence[Seen], trusted: Callable[[int], bool]) -> Optional[st
     for item in seen:
         if not trusted(item.uid):
             return f"{item.path} is owned by uid {item.uid}, not by root, clarad's user or a member of drop_group"
-        if item.mode & stat.S_IWOTH and not stat.S_ISLNK(item.mode):  # a link's own bits mean nothing
+        if item.mode & stat.S_IWOTH and not stat.S_ISLNK(item.mode):  # a symlink's mode means nothing
             return f"{item.path} is writable by others"
     return None
 

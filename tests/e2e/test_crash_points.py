@@ -62,23 +62,27 @@ def test_a_job_recorded_but_not_queued_runs_once_after_the_restart(tmp_path: Pat
 
 
 def test_a_child_started_but_not_recorded_is_stopped_at_the_next_start(tmp_path: Path) -> None:
-    pidfile = tmp_path / "pid"
+    """The child is the job's tritonserver (operators have their cgroups besides): found at the next
+    start by the CLARAD_CHILD_OF mark in its environment."""
     clarad = Clarad(tmp_path / "state").start()
-    clarad.drop_text(SLEEPS.format(pidfile=pidfile, seconds=300), "pipelines", "sleeps.yaml")
-    wait_for(lambda: (clarad.state / "inbox" / "jobs" / "sleeps").is_dir(), 30, "the pipeline")
+    clarad.drop(DEMO / "models" / "affine", "models")
+    wait_for(lambda: clarad.ask("models.list"), 30, "the model")
+    clarad.drop_text("name: infers\noperators:\n- name: op\n  command: [/bin/true]\n  models: [{name: affine}]\n",
+                     "pipelines", "infers.yaml")
+    wait_for(lambda: (clarad.state / "inbox" / "jobs" / "infers").is_dir(), 30, "the pipeline")
     assert clarad.stop() == 0
     armed(clarad, "child-started")
-    clarad.drop_text("x", "jobs/sleeps", "scan.txt")
+    clarad.drop_text("x", "jobs/infers", "scan.txt")
     died(clarad)
-    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the operator"))
-    assert psutil.pid_exists(pid)
+    [triton] = clarad.processes()  # started, never recorded
     clarad.start()
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 30,
-             "the unrecorded operator to be stopped")
-    [job] = clarad.ask("jobs.list")
-    assert (job["state"], job["status"]) == ("STOPPED", "FAULTED")
-    assert "started by a previous clarad that died before recording it" in clarad.log.read_text()
+    wait_for(lambda: not triton.is_running() or triton.status() == psutil.STATUS_ZOMBIE, 30,
+             "the unrecorded tritonserver to be stopped")
+    assert "tritonserver" in clarad.log.read_text().split("started by a previous clarad that died before recording it")[0]
+    job = clarad.wait_job_stopped(clarad.ask("jobs.list")[0]["id"])
+    assert (job["status"], job["reason"]) == ("FAULTED", "clarad stopped while the job was running")
     assert clarad.stop() == 0
+    assert clarad.processes() == []
 
 
 def new_revision(tmp_path: Path, n: int) -> Path:

@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from tests.e2e.clarad_process import REPO, Clarad
+from tests.e2e.test_containment import cgroups_here
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -88,12 +89,11 @@ def test_cancel_and_timeout_stop_an_operator_running_as_operator_user(base: Path
 
 
 def test_without_cap_kill_cancel_and_shutdown_finish_and_name_the_operator_left_running(base: Path) -> None:
-    # clarad as root but without CAP_KILL: it can start operators as nobody, not signal them (EPERM)
-    # Signals only: a cgroup's kill needs no CAP_KILL (so with cgroups nothing is left running), and
-    # under bwrap its own end takes its program along; neither is what this test is about.
+    # clarad as root but without CAP_KILL: it can start operators as nobody, not signal them (EPERM).
+    # Followed by their descendants, not in cgroups: cgroup.kill needs no CAP_KILL (the test below).
     clarad = Clarad(base / "state", prefix=[SETPRIV, "--bounding-set=-kill", "--inh-caps=-kill", "--"],
                     CLARAD_OPERATOR_USER="nobody", CLARAD_OPERATOR_STOP_GRACE_SECONDS="1",
-                    CLARAD_OPERATOR_MOUNT_NAMESPACE="off", CLARAD_OPERATOR_CONTAINMENT="descendants")
+                    CLARAD_OPERATOR_CONTAINMENT="descendants")
     left: list[psutil.Process] = []
     try:
         clarad.start()
@@ -122,6 +122,31 @@ def test_without_cap_kill_cancel_and_shutdown_finish_and_name_the_operator_left_
             if not dead(proc):
                 proc.kill()
         wait_for(lambda: all(dead(p) for p in left), 30, "the operators left running to die")
+        clarad.stop_if_running()
+
+
+@pytest.mark.skipif(not cgroups_here(), reason="no writable cgroup v2 here: operators are followed otherwise")
+def test_without_cap_kill_an_operator_in_its_cgroup_is_still_stopped(base: Path) -> None:
+    """Signals to operator_user's processes need CAP_KILL; writing the operator's cgroup.kill does not."""
+    clarad = Clarad(base / "state", prefix=[SETPRIV, "--bounding-set=-kill", "--inh-caps=-kill", "--"],
+                    CLARAD_OPERATOR_USER="nobody", CLARAD_OPERATOR_STOP_GRACE_SECONDS="1",
+                    CLARAD_OPERATOR_CONTAINMENT="cgroup")
+    left: list[psutil.Process] = []
+    try:
+        clarad.start()
+        canceled, proc = start_sleeper(clarad, "sleeper", set())
+        left.append(proc)
+        assert clarad.cli("jobs", "cancel", canceled).returncode == 0
+        job = clarad.wait_job_stopped(canceled, 30)
+        assert (job["status"], job["reason"]) == ("CANCELED", "canceled")
+        wait_for(lambda: dead(proc), 10, "the operator to be gone")
+        with sqlite3.connect(clarad.state / "clarad.db") as db:
+            assert db.execute("SELECT count(*) FROM children WHERE kind = 'operator'").fetchone()[0] == 0
+        assert clarad.stop() == 0
+    finally:
+        for proc in left:
+            if not dead(proc):
+                proc.kill()
         clarad.stop_if_running()
 
 

@@ -184,3 +184,12 @@ def test_a_huge_tar_header_is_refused_before_it_is_read(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, f"{peak} bytes allocated while refusing it"
+
+
+@pytest.mark.parametrize("text", ["name: p\nx: &a [*a]\n", "name: p\nx: " + "[" * 900 + "]" * 900 + "\n"])
+def test_a_pipeline_that_contains_itself_or_nests_deep_is_refused_with_a_reason(harness: Harness, text: str) -> None:
+    """Found by fuzzing: the template and key checks walk a definition recursively, and an alias
+    that contains itself or 900 levels of nesting raised RecursionError ("internal error")."""
+    drop_pipeline(harness, text, "p.yaml")
+    [reason] = rejected(harness).values()
+    assert reason == "p.yaml: nested too deeply, or an alias (&name ... *name) that contains itself\n"

@@ -87,3 +87,9 @@ def test_a_trusted_payload_is_taken(harness: Harness) -> None:
     payload.write_text("x")
     assert asyncio.run(harness.ingest.take(Drop("jobs", payload, "p"))) is not None
     assert reasons(harness) == []
+
+
+def test_a_symlinks_mode_is_not_held_against_it() -> None:
+    """A symlink is always 0777; it is refused for being a symlink, with that reason, not here."""
+    seen = [Seen(Path("/s/inbox/jobs/p/link"), 0, stat.S_IFLNK | 0o777), Seen(Path("/s"), 0, stat.S_IFDIR | 0o750)]
+    assert refusal(seen, lambda uid: uid == 0) is None
