@@ -44,7 +44,16 @@ operators:
 
     clarad.proc.send_signal(signal.SIGKILL)  # no chance to clean up
     clarad.proc.wait(10)
-    assert all(c.is_running() for c in children), "children outlive a SIGKILLed clarad until the next start"
+    # Triton outlives a SIGKILLed clarad until the next start (an operator run by bwrap may die with
+    # it: --die-with-parent); whatever is left is stopped by that start.
+    def live_triton(child: psutil.Process) -> bool:
+        try:
+            return child.status() != psutil.STATUS_ZOMBIE and "tritonserver" in child.name()
+        except psutil.NoSuchProcess:
+            return False
+
+    tritons = [c for c in children if live_triton(c)]
+    assert tritons, "tritonserver outlives a SIGKILLed clarad until the next start"
 
     queued = tmp_path / "queued"
     queued.mkdir()
