@@ -144,8 +144,9 @@ class JobRunner:
                     self.finish(job.id, status, reason)
                     self.metrics.job_duration.observe(time.time() - running.started_at)
 
-            await until_recorded(record, f"the end of job {job.id}")  # the disk may refuse for a while
+            # The instances first: whoever sees the job stopped sees them idle (or stopped) already.
             await asyncio.gather(*(self._give_back(lease) for lease in running.leases))
+            await until_recorded(record, f"the end of job {job.id}")  # the disk may refuse for a while
             self.on_done(running)
 
     async def _give_back(self, lease: Lease) -> None:
