@@ -21,7 +21,6 @@ from clarad.logs import OneLineFormatter, printable
 
 # Python's levels as syslog priorities, which journald reads from a "<N>" prefix (SyslogLevelPrefix=).
 PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
 
 
 def notify(*fields: str) -> bool:

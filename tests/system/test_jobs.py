@@ -7,15 +7,23 @@ import json
 import pytest
 
 from tests.system.appliance import DEMO, E2E, PYTHON, Appliance
+from tests.waiting import wait_for
 
 OPERATOR_USER_DROP_IN = """\
 [Service]
 CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL
 AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL
 StateDirectoryMode=0751
+ProtectProc=default
 Environment=CLARAD_OPERATOR_USER=nobody
 """
 SETUID, SETGID, CHOWN, KILL = 1 << 7, 1 << 6, 1 << 0, 1 << 5
+SLEEPS = """\
+name: sleeps
+operators:
+- name: sleeps
+  command: ["/bin/sleep", "600"]
+"""
 MOUNT_NAMESPACE_DROP_IN = """\
 [Service]
 RestrictNamespaces=user mnt
@@ -99,3 +107,16 @@ def test_operators_see_their_declared_paths_only_with_the_mount_namespace_drop_i
     else:  # the unit allows no namespace: no /input, and the journal says why
         assert job["status"] == "FAULTED", job
         assert real_directories and "bwrap cannot make a namespace here" in real_directories[0], said
+
+
+def test_a_cancel_stops_an_operator_running_as_operator_user(appliance: Appliance) -> None:
+    appliance.drop_in(OPERATOR_USER_DROP_IN)  # its CAP_KILL signals the operator, ProtectProc=default shows it
+    appliance.ensure_pipeline(SLEEPS, "sleeps")
+    known = appliance.job_ids()
+    appliance.drop_text("x", "jobs/sleeps", "payload.txt")
+    wait_for(lambda: [p for p in appliance.processes("nobody") if "/bin/sleep 600" in p], 60, "the operator as nobody")
+    job_id = next(iter(appliance.job_ids() - known))
+    appliance.clarad("jobs", "cancel", job_id)
+    job = appliance.wait_job(known, 60)
+    assert (job["status"], job["reason"]) == ("CANCELED", "canceled"), job
+    assert not [p for p in appliance.processes("nobody") if "/bin/sleep 600" in p]
