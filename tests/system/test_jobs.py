@@ -24,6 +24,13 @@ operators:
 - name: sleeps
   command: ["/bin/sleep", "600"]
 """
+GREEDY = """\
+name: greedy
+operators:
+- name: greedy
+  command: ["/opt/clarad/bin/python", "-c", "import time; block = bytearray(200 << 20); time.sleep(600)"]
+  requests: {memory: 50}
+"""
 MOUNT_NAMESPACE_DROP_IN = """\
 [Service]
 RestrictNamespaces=user mnt
@@ -110,7 +117,7 @@ def test_operators_see_their_declared_paths_only_with_the_mount_namespace_drop_i
 
 
 def test_a_cancel_stops_an_operator_running_as_operator_user(appliance: Appliance) -> None:
-    appliance.drop_in(OPERATOR_USER_DROP_IN)  # its CAP_KILL signals the operator, ProtectProc=default shows it
+    appliance.drop_in(OPERATOR_USER_DROP_IN)  # its CAP_KILL lets clarad signal the operator
     appliance.ensure_pipeline(SLEEPS, "sleeps")
     known = appliance.job_ids()
     appliance.drop_text("x", "jobs/sleeps", "payload.txt")
@@ -120,3 +127,12 @@ def test_a_cancel_stops_an_operator_running_as_operator_user(appliance: Applianc
     job = appliance.wait_job(known, 60)
     assert (job["status"], job["reason"]) == ("CANCELED", "canceled"), job
     assert not [p for p in appliance.processes("nobody") if "/bin/sleep 600" in p]
+
+
+def test_an_operator_running_as_operator_user_is_held_to_its_memory_request(appliance: Appliance) -> None:
+    appliance.drop_in(OPERATOR_USER_DROP_IN)  # its ProtectProc=default lets clarad read the operator's memory
+    appliance.ensure_pipeline(GREEDY, "greedy")
+    known = appliance.job_ids()
+    appliance.drop_text("x", "jobs/greedy", "payload.txt")
+    job = appliance.wait_job(known, 120)
+    assert job["status"] == "FAULTED" and "more than requests.memory (50 MB)" in job["reason"], job
