@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Optional
 
+from clarad.containment import own_cgroup
 from tests.waiting import wait_for
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -32,6 +33,7 @@ class Machine:
         self.console = work / "console.log"
         self.nspawn: Optional[subprocess.Popen[bytes]] = None
         self.leader = 0  # the container's PID 1, as this host sees it
+        self.cgroup: Optional[Path] = None
 
     def boot(self, timeout: float = 120) -> "Machine":
         for name in ("upper", "overlay-work", "merged"):
@@ -39,7 +41,12 @@ class Machine:
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                         f"lowerdir={self.root},upperdir={self.work / 'upper'},workdir={self.work / 'overlay-work'}",
                         str(self.merged)], check=True, capture_output=True)
-        argv = ["systemd-nspawn", "--quiet", "-D", str(self.merged), "--boot", "--private-network",
+        # nspawn puts the container in "payload" under its own cgroup (--keep-unit): a cgroup of its
+        # own, or two containers started from one cgroup (two runs at once) would share one tree
+        self.cgroup = own_cgroup() / f"clarad-{self.work.name}"
+        self.cgroup.mkdir()
+        argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(self.cgroup)]
+        argv += ["systemd-nspawn", "--quiet", "-D", str(self.merged), "--boot", "--private-network",
                 "--console=read-only", "--register=no", "--keep-unit", "--system-call-filter=bpf",
                 "--capability=CAP_BPF,CAP_NET_ADMIN", "--machine=clarad-test"]
         argv += [f"--bind-ro={outside}:{inside}" for inside, outside in self.binds.items()]
@@ -100,6 +107,10 @@ class Machine:
             except subprocess.TimeoutExpired:
                 self.nspawn.kill()
                 self.nspawn.wait()
+        if self.cgroup is not None and self.cgroup.exists():
+            for path in sorted(self.cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [self.cgroup]:
+                if path.is_dir():
+                    path.rmdir()  # cgroups are removed empty and deepest first
         # the container's last processes may hold the overlay for a moment after nspawn exits
         wait_for(lambda: not os.path.ismount(self.merged)
                  or subprocess.run(["umount", str(self.merged)], capture_output=True).returncode == 0,
