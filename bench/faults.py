@@ -35,8 +35,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clarad import faults, leftovers, repository  # noqa: E402
-from clarad.children import MARK  # noqa: E402
 from clarad.errors import ControlError  # noqa: E402
+from clarad.survivors import MARK  # noqa: E402
 from tests.e2e.clarad_process import DEMO, Clarad  # noqa: E402
 from tests.waiting import wait_for  # noqa: E402
 

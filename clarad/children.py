@@ -32,6 +32,7 @@ import psutil
 from clarad.containment import Containment, Uncontained
 from clarad.errors import ClaradError
 from clarad.faults import crash_point
+from clarad.survivors import MARK, NO_CAP_KILL, signal_group, stop_leftovers, stop_marked
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,10 @@ class ChildRegistry:
     def left_running(self, job_id: str) -> str:
         return left_running(self.store.children(), job_id)
 
-MARK = "CLARAD_CHILD_OF"  # in every child's environment: the state directory of the clarad that started it
 
 # How long a stop waits for the child to be reaped before it gives the child up as left running:
 KILL_WAIT = 10.0  # after SIGKILL (tearing down a process that held a GPU can take seconds)
 REFUSED_WAIT = 1.0  # after a refused one: only a child exiting by itself meanwhile can still end
-NO_CAP_KILL = ("the kernel refused the signal (EPERM): clarad lacks CAP_KILL, which signalling operator_user's "
-               "processes needs")
 
 
 class StopFailed(ClaradError):
@@ -206,17 +204,6 @@ async def _start(argv: Sequence[str], kind: str, label: str, registry: ChildRegi
     return Child(proc, kind, label, created)
 
 
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to a process group; False when the kernel refuses (EPERM)."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass  # gone already
-    except PermissionError:
-        return False
-    return True
-
-
 async def stop(child: Child, grace: float) -> int:
     """TERM the child's group, KILL it after ``grace`` seconds, reap; return the exit status.
 
@@ -225,8 +212,8 @@ async def stop(child: Child, grace: float) -> int:
     clarad lacks CAP_KILL). Never waits longer: cancel, timeout and shutdown must finish."""
     refused = False
     if child.proc.returncode is None:
-        refused = not _signal_group(child.pid, signal.SIGTERM)
-        _signal_group(child.pid, signal.SIGCONT)  # a stopped (SIGSTOP) group can only act on TERM once resumed
+        refused = not signal_group(child.pid, signal.SIGTERM)
+        signal_group(child.pid, signal.SIGCONT)  # a stopped (SIGSTOP) group can only act on TERM once resumed
         if not refused:  # a refused TERM leaves nothing to wait the grace for
             try:
                 # The whole group gets the grace: a wrapper leading it (bwrap) may end at TERM before
@@ -236,7 +223,7 @@ async def stop(child: Child, grace: float) -> int:
                 if grace > 0:
                     log.warning("%s %s did not stop within %.0f s: killing it", child.kind, child.label, grace)
     child.killed = child.killed or child.proc.returncode is None
-    refused = not _signal_group(child.pid, signal.SIGKILL) or refused  # whatever is left of the group
+    refused = not signal_group(child.pid, signal.SIGKILL) or refused  # whatever is left of the group
     try:
         return await asyncio.wait_for(child.proc.wait(), REFUSED_WAIT if refused else KILL_WAIT)
     except asyncio.TimeoutError:
@@ -338,7 +325,7 @@ async def _end_scope(child: Child, registry: ChildRegistry) -> int:
 
 def stop_group_remains(child: Child) -> None:
     """After the leader exited: KILL anything it left running in its group."""
-    if not _signal_group(child.pid, signal.SIGKILL):
+    if not signal_group(child.pid, signal.SIGKILL):
         log.error("what %s %s (pid %d) left in its process group keeps running: %s", child.kind, child.label,
                   child.pid, NO_CAP_KILL)
 
@@ -367,39 +354,3 @@ def describe_exit(returncode: int, killed_by_clarad: bool = False) -> str:
     else:
         hint = ""
     return f"killed by {name}{hint}"
-
-
-def stop_marked(marker: str) -> list[str]:
-    """Kill the process groups of processes whose environment carries ``MARK=marker`` (the children
-    of this state directory's clarad); describe each. Only readable environments are seen: clarad's
-    own user's (an operator_user's are reached by its operator's cgroup)."""
-    stopped = []
-    for proc in psutil.process_iter(["pid", "name"]):
-        try:
-            if proc.pid == os.getpid() or proc.environ().get(MARK) != marker:
-                continue
-            os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
-        except (psutil.Error, OSError):
-            continue
-        stopped.append(f"{proc.info['name']} (pid {proc.pid})")
-    return stopped
-
-
-def stop_leftovers(recorded: list[dict[str, Any]], grace: float = 5.0) -> list[str]:
-    """Stop the process groups of recorded children that outlived a previous clarad; describe each."""
-    stopped = []
-    for row in recorded:
-        try:
-            proc = psutil.Process(row["pid"])
-            if abs(proc.create_time() - row["create_time"]) > 1.0:
-                continue  # the pid was reused by an unrelated process
-        except psutil.Error:
-            continue
-        if not _signal_group(row["pid"], signal.SIGTERM):
-            log.error("%s %s (pid %d), left running by a previous clarad, keeps running: %s",
-                      row["kind"], row["label"], row["pid"], NO_CAP_KILL)
-            continue
-        psutil.wait_procs([proc], timeout=grace)
-        _signal_group(row["pid"], signal.SIGKILL)
-        stopped.append(f"{row['kind']} {row['label']} (pid {row['pid']})")
-    return stopped

@@ -110,6 +110,11 @@ def own_cgroup(proc: Path = Path("/proc")) -> Path:
     return Path(mounts[0]) / relative.lstrip("/")
 
 
+def scope_prefix(state_dir: Path) -> str:
+    """The names of the operator cgroups of the clarad of ``state_dir`` start with this."""
+    return f"clarad-{hashlib.sha256(os.fsencode(os.path.abspath(state_dir))).hexdigest()[:12]}-"
+
+
 class CgroupScopes:
     kind = "cgroup"
 
@@ -119,8 +124,7 @@ class CgroupScopes:
 
     @classmethod
     def create(cls, state_dir: Path) -> "CgroupScopes":
-        tag = hashlib.sha256(os.fsencode(os.path.abspath(state_dir))).hexdigest()[:12]
-        scopes = cls(own_cgroup(), f"clarad-{tag}-")
+        scopes = cls(own_cgroup(), scope_prefix(state_dir))
         probe = scopes.scope("probe")
         probe.mkdir(exist_ok=True)  # OSError (read-only, EACCES) when the cgroup is not clarad's to divide
         try:

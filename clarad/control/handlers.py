@@ -134,9 +134,11 @@ class Handlers:
         limit = args.get("limit", 100)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
             raise ClaradError(f"limit {limit!r}: a whole number from 1 to {MAX_LIST}")
-        pipeline = args.get("pipeline")
+        pipeline = args.get("pipeline") or None
+        if pipeline is not None and not isinstance(pipeline, str):
+            raise ClaradError(f"pipeline {pipeline!r}: give a pipeline's name or id")
         if pipeline:
-            record = self.d.store.find_pipeline(str(pipeline))
+            record = self.d.store.find_pipeline(pipeline)
             pipeline = record["name"] if record else pipeline  # a removed pipeline's jobs, by its name
         state, status = (str(args[k]).upper() if args.get(k) else None for k in ("state", "status"))
         return self.d.store.jobs(limit, pipeline=pipeline, state=state, status=status)

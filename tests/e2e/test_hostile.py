@@ -141,4 +141,7 @@ def test_out_of_range_numbers_in_a_request_are_refused_not_internal_errors(tmp_p
         with pytest.raises(ControlError, match=r"^limit .*: a whole number from 1 to 1000000$"):
             clarad.ask("jobs.list", limit=limit)
     assert clarad.ask("jobs.list", limit=5) == []
+    assert clarad.ask("jobs.list", pipeline=[]) == []  # found by fuzzing too: "internal error: Error binding"
+    with pytest.raises(ControlError, match=r"^pipeline \['p'\]: give a pipeline's name or id$"):
+        clarad.ask("jobs.list", pipeline=["p"])
     assert clarad.stop() == 0
