@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     metrics_address: str = Field("127.0.0.1", description="Address of the Prometheus /metrics endpoint.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="0 turns the metrics endpoint off.")
+    triton_targets_file: Optional[Path] = Field(
+        None, description="Where the Triton instances' metrics endpoints are listed for Prometheus's file_sd_configs "
+                          "(default: <state_dir>/triton-targets.json).")
 
     api_address: str = Field("127.0.0.1", description="Address of Clara's gRPC Platform API (0.0.0.0: every interface).")
     api_port: int = Field(30031, ge=0, le=65535, description="TCP port of Clara's gRPC API (Clara's own); 0 turns it off.")

@@ -40,6 +40,7 @@ from clarad.runner import JobRunner
 from clarad.scheduler import Scheduler
 from clarad.store import Store
 from clarad.systemd import log_formatter, notify, reloading, watchdog_interval
+from clarad.targets import TargetsFile
 from clarad.triton import Launcher, find_binary, prepare_launch
 from clarad.trust import Trust
 
@@ -48,7 +49,7 @@ log = logging.getLogger("clarad")
 SETTLE_POLL = 0.1  # seconds between looks at drops that are still being written
 # Settings a running daemon cannot change: where it lives, what it listens on, its instance slots.
 RESTART_TO_CHANGE = frozenset({
-    "state_dir", "metrics_address", "metrics_port", "api_address", "api_port", "api_socket", "triton_binary",
+    "state_dir", "metrics_address", "metrics_port", "triton_targets_file", "api_address", "api_port", "api_socket", "triton_binary",
     "triton_backend_dir", "use_gpus", "instances_per_gpu", "cpu_instances", "operator_containment",
 })
 
@@ -59,7 +60,7 @@ class Daemon:
         self.settings = settings
         self.reload = reload
         self.layout = Layout(settings.state_dir)
-        self.metrics = Metrics()
+        self.metrics = Metrics(TargetsFile(settings.triton_targets_file or self.layout.triton_targets))
         self.gpu_source = gpus or (NvmlGpus() if settings.use_gpus else StaticGpus([]))
         self.started_at = time.time()
         self.stopping = asyncio.Event()

@@ -55,6 +55,11 @@ class Layout:
         return self.root / "triton"
 
     @property
+    def triton_targets(self) -> Path:
+        """The Triton instances' metrics endpoints, for Prometheus (targets.py)."""
+        return self.root / "triton-targets.json"
+
+    @property
     def database(self) -> Path:
         return self.root / "clarad.db"
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
+from clarad import __version__
 from clarad.costs import Cost
 from clarad.errors import ClaradError
 from clarad.gpus import Gpus
+from clarad.targets import Target, TargetsFile
 
 INSTANCE_STATES = ("starting", "loading", "leased", "idle", "stopping")
 
@@ -32,6 +35,7 @@ class Snapshot:
     jobs: Mapping[str, int] = field(default_factory=dict)  # PENDING, RUNNING
     instances: Mapping[str, int] = field(default_factory=dict)  # by instance state
     costs: Mapping[tuple[str, str], Cost] = field(default_factory=dict)  # (model, device) -> live revision's
+    triton: tuple[Target, ...] = ()  # the instances' own metrics endpoints
 
 
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -39,7 +43,8 @@ JOB_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, targets: Optional[TargetsFile] = None) -> None:
+        self.targets = targets
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.state = StateCollector()
@@ -89,18 +94,46 @@ class Metrics:
         self.registry.register(GpuMemoryCollector(gpus))
 
     def publish(self, snapshot: Snapshot) -> None:
-        """Called on the loop: what the next scrape reports."""
+        """Called on the loop: what the next scrape reports, and where Prometheus finds Triton's metrics."""
         self.state.snapshot = snapshot
+        if self.targets is not None:
+            self.targets.publish(snapshot.triton)
 
     def serve(self, address: str, port: int) -> Optional[Any]:
-        """Start the /metrics HTTP server (port 0: none); return the server so it can be shut down."""
+        """Start the HTTP server of /metrics and its landing page (port 0: none); return the server
+        so it can be shut down."""
         if port == 0:
             return None
         try:
             server, _thread = start_http_server(port, addr=address, registry=self.registry)
         except OSError as exc:
             raise ClaradError(f"metrics_port {port} on {address}: {exc.strerror or exc}") from None
+        server.set_app(self._routes(server.get_app()))
         return server
+
+    def _routes(self, metrics_app: Any) -> Any:
+        """/metrics as prometheus_client serves it, a landing page at /, nothing else."""
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            path = environ.get("PATH_INFO") or "/"
+            if path == "/metrics":
+                return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            if path == "/":
+                start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+                return [self.landing().encode()]
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"clarad serves /metrics and a landing page at /\n"]
+        return app
+
+    def landing(self) -> str:
+        """The page at /: where the metrics are, and where Prometheus finds each Triton instance's."""
+        triton = self.state.snapshot.triton
+        rows = "".join(f"<li><code>{escape(t.instance)}</code> on {escape(t.slot)}: "
+                       f"<code>http://{escape(t.address)}/metrics</code></li>" for t in triton)
+        where = (f"listed for Prometheus's <code>file_sd_configs</code> in <code>{escape(str(self.targets.path))}</code>"
+                 if self.targets is not None else "not listed in a file")
+        return ("<!DOCTYPE html><html><head><title>clarad</title></head><body><h1>clarad</h1>"
+                f"<p>clarad {escape(__version__)}: <a href=\"/metrics\">/metrics</a> (Prometheus text format).</p>"
+                f"<p>Triton instances' own metrics ({len(triton)}), {where}:</p><ul>{rows}</ul></body></html>\n")
 
 
 class StateCollector:

@@ -28,6 +28,7 @@ from typing import Any, Optional, Protocol
 from clarad.errors import TransitionError
 from clarad.gpus import Slot
 from clarad.placement import Action, Decision, InstanceView, Place
+from clarad.targets import Target
 from clarad.triton import Ports
 
 log = logging.getLogger("clarad")
@@ -165,6 +166,11 @@ class Pool:
         for instance in self.instances.values():
             counts[instance.state.value] = counts.get(instance.state.value, 0) + 1
         return counts
+
+    def metrics_targets(self) -> tuple[Target, ...]:
+        """Where each running server serves its own Prometheus metrics."""
+        return tuple(Target(i.id, i.slot.id, i.server.ports.metrics_uri) for i in self.instances.values()
+                     if i.server is not None and i.server.ports.metrics)
 
     # -- a job's lease -------------------------------------------------------------------------
 

@@ -323,7 +323,7 @@ class Scheduler:
         costs = {(name, device): cost for (name, digest, device), cost in self.costs.measured().items()
                  if digests.get(name) == digest}
         return Snapshot(models, model_bytes, pipelines, {"PENDING": len(self.queue), "RUNNING": len(self.running)},
-                        self.pool.counts(), costs)
+                        self.pool.counts(), costs, self.pool.metrics_targets())
 
     def waiting(self, now: float) -> list[str]:
         return [job.id for job in queue_order(self.queue, now, self.settings.priority_aging_seconds)]

@@ -53,6 +53,7 @@ class LaunchSpec:
 class Ports:
     http: int
     grpc: int
+    metrics: int = 0  # Triton's own Prometheus endpoint; 0: none (a modelled server)
 
     @property
     def grpc_uri(self) -> str:
@@ -61,6 +62,10 @@ class Ports:
     @property
     def http_uri(self) -> str:
         return f"127.0.0.1:{self.http}"
+
+    @property
+    def metrics_uri(self) -> str:
+        return f"127.0.0.1:{self.metrics}"
 
 
 def _pytriton_dir() -> Optional[Path]:
@@ -111,16 +116,16 @@ def prepare_launch(binary: Path, work_dir: Path, configured_backends: Optional[P
 
 
 def free_ports() -> Ports:
-    """Two ports the kernel says are free on 127.0.0.1 now (a race remains; start() retries)."""
-    sockets = [socket.socket() for _ in range(2)]
+    """Three ports the kernel says are free on 127.0.0.1 now (a race remains; start() retries)."""
+    sockets = [socket.socket() for _ in range(3)]
     try:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
-        http, grpc = (sock.getsockname()[1] for sock in sockets)
+        http, grpc, metrics = (sock.getsockname()[1] for sock in sockets)
     finally:
         for sock in sockets:
             sock.close()
-    return Ports(http=http, grpc=grpc)
+    return Ports(http=http, grpc=grpc, metrics=metrics)
 
 
 def argv(spec: LaunchSpec, repository: Path, ports: Ports, shm_prefix: str) -> list[str]:
@@ -131,7 +136,10 @@ def argv(spec: LaunchSpec, repository: Path, ports: Ports, shm_prefix: str) -> l
         "--model-control-mode=explicit",
         "--strict-readiness=true",
         "--exit-timeout-secs=5",
-        "--allow-metrics=false",
+        # Triton's own nv_* metrics, on loopback; clarad lists the endpoints for Prometheus (targets.py).
+        "--allow-metrics=true",
+        "--metrics-address=127.0.0.1",
+        f"--metrics-port={ports.metrics}",
         "--http-address=127.0.0.1",
         f"--http-port={ports.http}",
         "--grpc-address=127.0.0.1",

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.clarad_process import DEMO, Clarad, demo_pipeline
 from tests.waiting import wait_for
@@ -245,3 +247,18 @@ def test_each_load_is_measured_and_shown_with_the_model(clarad: Clarad) -> None:
     assert clarad.metric("clarad_model_cost_memory_bytes", model="affine", device="cpu") == cost["memory_bytes"]
     text = clarad.cli("models", "show", "affine").stdout
     assert f"{shown['digest'][:12]}  cpu     {cost['loads']}" in text
+
+
+def test_prometheus_finds_each_instance_metrics_in_the_targets_file(clarad: Clarad) -> None:
+    job = run_job(clarad, "affine-demo", "1\n", "scraped.txt")
+    assert job["status"] == "HEALTHY", job["reason"]
+    groups = json.loads((clarad.state / "triton-targets.json").read_text())
+    group = next(g for g in groups if g["labels"]["clarad_instance"] == job["instance"])
+    with urllib.request.urlopen(f"http://{group['targets'][0]}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    served = {s.labels.get("model"): s.value for f in text_string_to_metric_families(text)
+              for s in f.samples if f.name == "nv_inference_count"}
+    assert served.get("affine", 0) >= 1  # Triton's own count of the inference this job's operator made
+    with urllib.request.urlopen(f"http://127.0.0.1:{clarad.metrics_port}/", timeout=10) as response:
+        page = response.read().decode()
+    assert 'href="/metrics"' in page and f"http://{group['targets'][0]}/metrics" in page

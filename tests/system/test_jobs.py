@@ -57,6 +57,11 @@ def test_the_demo_dropped_by_a_member_of_group_clara_runs_healthy(appliance: App
     assert job["status"] == "HEALTHY", job
     result = json.loads(appliance.read(f"{job['directory']}/operators/infer/result.json"))
     assert (result["x"], result["y"]) == ([1, 2, 3, 4], [3, 5, 7, 9])
+    # Prometheus, running as a user of its own, finds the instance's own metrics through the targets file.
+    targets = json.loads(appliance.m.run("cat", "/run/clara/triton-targets.json", user="nobody").stdout)
+    address = next(t["targets"][0] for t in targets if t["labels"]["clarad_instance"] == job["instance"])
+    fetch = f"import urllib.request as u; print(u.urlopen('http://{address}/metrics').read().decode())"
+    assert 'nv_inference_count{model="affine"' in appliance.m.run(PYTHON, "-c", fetch, user="nobody").stdout
 
 
 def status_fields(text: str) -> dict[str, str]:
