@@ -54,7 +54,9 @@ class Preparer:
             log.info("instance %s started on %s: grpc %s, http %s", instance.id, instance.slot.id,
                      started.ports.grpc_uri, started.ports.http_uri)
         elif not await instance.server.healthy():  # e.g. frozen (SIGSTOP) while idle: stopped, not waited on
-            raise TritonError(f"instance {instance.id} did not answer a health probe; it is stopped")
+            how = "did not answer a health probe; it is stopped"
+            self.pool.on_lost(instance, how)  # no operator has started: the job is queued again
+            raise TritonError(f"instance {instance.id} {how}")
         assert instance.server is not None
         server = instance.server
         for name in decision.unload:

@@ -246,7 +246,8 @@ class TritonServer:
             await asyncio.sleep(0.05)
         raise TritonError(f"tritonserver {self.id} not ready after {timeout:g} s: {self.last_log_line()}")
 
-    def _ready(self, within: float) -> bool:
+    def _ready(self, within: float, ready: bool = True) -> bool:
+        """Live, and (``ready``) ready, each answered within ``within`` seconds."""
         # Ask gRPC only once the port accepts connections: a call to a closed port would put the
         # channel into its reconnect backoff (about a second) after Triton is already up.
         try:
@@ -255,12 +256,12 @@ class TritonServer:
             return False
         try:
             return bool(self.client.is_server_live(client_timeout=within)
-                        and self.client.is_server_ready(client_timeout=within))
+                        and (not ready or self.client.is_server_ready(client_timeout=within)))
         except InferenceServerException:
             return False
 
     async def healthy(self, within: float = HEALTH_TIMEOUT) -> bool:
-        """Whether the server is running and answers live and ready within ``within`` seconds. A
+        """Whether the server is running and answers (is live) within ``within`` seconds. A
         stopped (SIGSTOP) or exited process is known at once, without waiting."""
         if not self.alive:
             return False
@@ -270,7 +271,9 @@ class TritonServer:
                 return False
         except psutil.Error:
             return False
-        return await asyncio.to_thread(self._ready, within)
+        # Liveness, not readiness: under --strict-readiness a server is "not ready" while any model
+        # loads or unloads, which a healthy one does all the time. A frozen one does not answer at all.
+        return await asyncio.to_thread(self._ready, within, False)
 
     def last_log_line(self) -> str:
         """The log's last line, read from its tail only (the log grows for as long as Triton runs)."""

@@ -294,3 +294,24 @@ async def test_a_job_waiting_for_its_gpu_finds_its_models_warmed(tmp_path: Path)
         running = h.scheduler.running[waiting]
         assert (running.instance, running.decision.load) == (warm, ())  # a hit: nothing left to load
         assert (await h.ended(running))["status"] == "HEALTHY"
+
+
+@drive
+async def test_a_warm_instance_that_stopped_answering_is_replaced_and_its_job_queued_again(tmp_path: Path) -> None:
+    async with Harness(tmp_path, cpu_instances=2) as h:
+        a = h.add_model("a")
+        first = h.submit(pipeline_text(["a"]))
+        h.scheduler.run_pass(1000.0)
+        assert (await h.ended(h.scheduler.running[first]))["status"] == "HEALTHY"
+        frozen = h.launcher.started[0]
+        frozen.frozen = True  # modelled SIGSTOP while idle
+
+        job = h.submit(pipeline_text(["a"]))
+        h.scheduler.run_pass(1001.0)
+        assert h.scheduler.running[job].instance.id == "triton-0"  # the best match, before its probe
+        await until(lambda: h.scheduler.queue, "the job to be queued again")
+        assert "did not answer a health probe" in h.job(job)["reason"]
+        assert not frozen.alive  # stopped, not offered again
+        h.scheduler.run_pass(1002.0)
+        record = await h.ended(h.scheduler.running[job])
+        assert (record["status"], record["instance"], record["models"]) == ("HEALTHY", "triton-1", {"a": a})
