@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     operator_user: Optional[str] = Field(None, description="Run operators as this user (clarad's own when unset).")
     operator_mount_namespace: Literal["auto", "off"] = Field(
         "auto", description="auto: operators see their declared paths through bwrap where it works; off: never.")
+    operator_runtime: Literal["auto", "podman", "docker", "host"] = Field(
+        "auto", description="Runs operators with container.image: auto: podman, else docker, else none (such "
+        "pipelines are refused); host: none.")
+    container_pull: Literal["never", "missing"] = Field(
+        "never", description="never: images come from the local store only; missing: pull what it lacks.")
     max_parallel_operators: int = Field(4, ge=1, le=256, description="Operators of one job running at once, at most.")
     drop_group: Optional[str] = Field(
         None, description="Drops are taken from root, clarad's user and members of this group (clarad's own when unset).")

@@ -25,6 +25,8 @@ from typing import IO, Callable, Optional
 
 from clarad import __version__, archives, children, containment, control, inbox, recovery, retention
 from clarad.config import Settings
+from clarad.containers import engine
+from clarad.containers.leftovers import remove_leftovers
 from clarad.control.handlers import Handlers
 from clarad.costs import CostBook
 from clarad.errors import ClaradError, TritonError
@@ -51,6 +53,7 @@ SETTLE_POLL = 0.1  # seconds between looks at drops that are still being written
 RESTART_TO_CHANGE = frozenset({
     "state_dir", "metrics_address", "metrics_port", "triton_targets_file", "api_address", "api_port", "api_socket", "triton_binary",
     "triton_backend_dir", "use_gpus", "instances_per_gpu", "cpu_instances", "operator_containment",
+    "operator_runtime",
 })
 
 
@@ -86,13 +89,13 @@ class Daemon:
             log.error("%s; jobs that need models will fault", exc)
         limits = archives.Limits(s.archive_max_entries, s.archive_max_bytes, s.archive_max_ratio)
         self.ingest = Ingest(layout, store, self.metrics, self.models, limits, len(self.gpus),
-                             s.max_models_per_instance, Trust(s.drop_group))
+                             s.max_models_per_instance, Trust(s.drop_group), self.engine.name if self.engine else None)
         self.pool = Pool(slots(self.gpus, s.instances_per_gpu, s.cpu_instances),
                          on_lost=lambda instance, how: self.scheduler.on_lost(instance, how))
         self.costs = CostBook(store)
         self.preparer = Preparer(s, layout, store, self.metrics, self.pool, self.launcher, self.costs)
         runner = JobRunner(s, layout, store, self.metrics, self.pool, self.preparer, self.children,
-                           on_done=lambda running: self.scheduler.on_done(running))
+                           on_done=lambda running: self.scheduler.on_done(running), engine=self.engine)
         self.scheduler = Scheduler(s, store, layout, self.metrics, self.pool, runner, self.costs, self.gpus,
                                    self.gpu_source.memory, self.launch_error, self.wake)
         self.intake = Intake(layout.inbox, self.ingest, s.settle_seconds, self.scheduler.enqueue, self.wake)
@@ -106,12 +109,15 @@ class Daemon:
         self.children = children.ChildRegistry(
             self.store, containment.choose(self.settings.operator_containment, self.layout.root),
             str(self.layout.root.resolve()))
+        self.engine = engine.detect(self.settings.operator_runtime)
+        if self.engine is not None:  # before its clients are stopped: a container goes whole
+            remove_leftovers(self.engine, Path(self.children.marker))
         self.children.stop_leftovers()
         self.gpus = self.gpu_source.discover()
         self.metrics.watch_gpus(self.gpu_source)
         self.models = ModelRepository(self.layout, self.store, self.settings.model_revisions_kept)
         recovery.reconcile(self.layout, self.store, self.models, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-                           len(self.gpus))
+                           len(self.gpus), self.engine.name if self.engine else None)
         self._wire()
         log.info("clarad %s: state in %s; %s; %d instance slot(s)", __version__, self.layout.root,
                  f"{len(self.gpus)} GPU(s)" if self.gpus else "no GPU, CPU instances", len(self.pool.slots))

@@ -46,7 +46,8 @@ class NewJob:
 
 class Ingest:
     def __init__(self, layout: Layout, store: Store, metrics: Metrics, models: ModelRepository,
-                 limits: archives.Limits, gpus: int, max_models: int, trust: Optional[Trust] = None) -> None:
+                 limits: archives.Limits, gpus: int, max_models: int, trust: Optional[Trust] = None,
+                 runtime: Optional[str] = None) -> None:
         self.layout = layout
         self.store = store
         self.metrics = metrics
@@ -56,6 +57,7 @@ class Ingest:
         self.max_models = max_models  # models one instance may hold: one operator's must fit
         self.cpus = len(os.sched_getaffinity(0))  # and CPUs (requests.cpu)
         self.trust = trust or Trust(None)  # whose drops are taken
+        self.runtime = runtime  # the container runtime's name: operators with an image are refused without one
 
     async def take(self, drop: Drop) -> NewJob | None:
         """Accept or reject one complete drop; return the job it created, if any."""
@@ -166,7 +168,7 @@ class Ingest:
         """The pipeline of a definition, checked against this host and repository off the loop (its
         size is the author's); raises PipelineRejected with every problem."""
         pipeline, problems = await asyncio.to_thread(checked, text, source, self.store.model_digests(), self.gpus,
-                                                     self.cpus, self.max_models)
+                                                     self.cpus, self.max_models, self.runtime)
         if pipeline is None:
             raise PipelineRejected(problems[0], problems=problems)
         return pipeline
@@ -271,11 +273,11 @@ def _check_claims(info: repository.ModelInfo, name: Optional[str], model_type: O
 
 
 def checked(text: str, source: str, models: Collection[str], gpus: int, cpus: int,
-            max_models: int) -> tuple[Optional[Pipeline], list[str]]:
+            max_models: int, runtime: Optional[str] = None) -> tuple[Optional[Pipeline], list[str]]:
     """``pipelines.validate``, each problem on one line (YAML's own messages run over several), and
     names that cannot be file names refused too; the pipeline only when there is no problem. Pure."""
     try:
-        pipeline, problems = validate(text, source, models, gpus, cpus, max_models)
+        pipeline, problems = validate(text, source, models, gpus, cpus, max_models, runtime)
     except RecursionError:  # an alias that contains itself, or nesting deeper than the checks can walk
         return None, [f"{source}: nested too deeply, or an alias (&name ... *name) that contains itself"]
     problems = [one_line(problem) for problem in problems] or (file_name_problems(pipeline) if pipeline else [])

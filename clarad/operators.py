@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import pwd
 import re
 import shutil
 import signal
 import stat
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -274,6 +275,9 @@ def _check_program(program: str, env: Mapping[str, str], cwd: Path) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
+Stopper = Callable[[children.Child, float], Awaitable[int]]  # stops a child within a grace; its exit status
+
+
 @dataclass(frozen=True)
 class Outcome:
     ok: bool
@@ -291,12 +295,16 @@ async def run_operator(
     grace: float,
     user: Optional[str] = None,
     wrapped: bool = False,
+    stopper: Optional[Stopper] = None,
 ) -> Outcome:
     """Run one operator to its end. If the caller cancels (job timeout, cancel, shutdown), the
     operator's process group is stopped and reaped before the cancellation goes on. With
     Clara's ``requests.memory`` (MB), an operator whose processes together use more resident memory
-    is stopped. ``wrapped``: ``argv`` is bwrap running the operator (see ``_stop``)."""
-    memory_mb = op.requests.memory
+    is stopped. ``wrapped``: ``argv`` is bwrap running the operator (see ``_stop``), or a container
+    runtime's client, which exits as a shell does too. ``stopper``: how to stop it instead of
+    ``_stop`` (a container's runtime enforces its memory limit itself, so none is watched here)."""
+    memory_mb = op.requests.memory if stopper is None else None
+    stop = stopper or functools.partial(_stop, wrapped=wrapped)
     problem = command_problem(argv, env)
     if problem is not None:
         return Outcome(False, f"cannot start: {problem}", None)
@@ -314,7 +322,7 @@ async def run_operator(
             if spawning.exception() is None:
                 with contextlib.suppress(children.StopFailed):
                     await children.wait_through_cancel(stopping := asyncio.ensure_future(
-                        _stop(spawning.result(), grace, wrapped)))
+                        stop(spawning.result(), grace)))
                     stopping.result()
                     registry.forget(spawning.result().pid)
                 await children.end_scope(spawning.result(), registry)
@@ -325,12 +333,12 @@ async def run_operator(
             return Outcome(False, f"cannot start {argv[0]!r}: {exc}", None)
         try:
             over = await _wait_within_memory(child, memory_mb)
-            code = await _stop(child, grace, wrapped) if over else child.proc.returncode
+            code = await stop(child, grace) if over else child.proc.returncode
         except asyncio.CancelledError:
             # One that cannot be stopped (StopFailed, logged) stays recorded, not forgotten: the record
             # names it in the job's reason, and the next start of clarad tries to stop it again.
             with contextlib.suppress(children.StopFailed):
-                stopping = asyncio.ensure_future(_stop(child, grace, wrapped))
+                stopping = asyncio.ensure_future(stop(child, grace))
                 await children.wait_through_cancel(stopping)
                 stopping.result()
                 registry.forget(child.pid)
@@ -342,7 +350,7 @@ async def run_operator(
         registry.forget(child.pid)
         await children.end_scope(child, registry)
     assert code is not None
-    if wrapped and code > 128:  # bwrap exits with 128 + the signal that killed its program, as a shell does
+    if wrapped and code > 128:  # bwrap (and podman) exit with 128 + the signal that killed the program, as a shell does
         code = 128 - code
     if over:
         return Outcome(False, f"used {over} MB of memory, more than requests.memory ({memory_mb} MB): stopped", code)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Optional
 
 from clarad.errors import ClaradError
 from clarad.layout import Layout
@@ -22,7 +23,8 @@ from clarad.store import Store
 log = logging.getLogger(__name__)
 
 
-def reconcile(layout: Layout, store: Store, models: ModelRepository, stamp: str, gpus: int) -> None:
+def reconcile(layout: Layout, store: Store, models: ModelRepository, stamp: str, gpus: int,
+              runtime: Optional[str] = None) -> None:
     models.recover()
     known_jobs = {job["id"] for job in store.jobs(limit=1_000_000)}
     for job_dir in sorted(layout.jobs.iterdir()):
@@ -37,7 +39,7 @@ def reconcile(layout: Layout, store: Store, models: ModelRepository, stamp: str,
         if record is None or record["definition"] != text:
             try:
                 pipeline = parse_pipeline(text)
-                check_pipeline(pipeline, store.model_digests(), gpus)
+                check_pipeline(pipeline, store.model_digests(), gpus, runtime=runtime)
             except ClaradError as exc:
                 log.error("pipelines/%s does not match the database and is not valid: %s", definition.name, exc)
                 continue

@@ -21,6 +21,8 @@ from typing import Optional
 
 from clarad import children, operators
 from clarad.config import Settings
+from clarad.containers import run as containers
+from clarad.containers.engine import NO_RUNTIME, Engine
 from clarad.cpus import CpuPins
 from clarad.dag import run_operators
 from clarad.database import until_recorded
@@ -90,7 +92,8 @@ class RunningJob:
 
 class JobRunner:
     def __init__(self, settings: Settings, layout: Layout, store: Store, metrics: Metrics, pool: Pool,
-                 preparer: Preparer, registry: children.ChildRegistry, on_done: Callable[[RunningJob], None]) -> None:
+                 preparer: Preparer, registry: children.ChildRegistry, on_done: Callable[[RunningJob], None],
+                 engine: Optional[Engine] = None) -> None:
         self.settings = settings
         self.layout = layout
         self.store = store
@@ -100,6 +103,7 @@ class JobRunner:
         self.children = registry
         self.cpu_pins = CpuPins.for_host()  # operators with requests.cpu, across jobs
         self.on_done = on_done  # the job has ended and its instance is back: its GPUs are free
+        self.engine = engine  # runs operators with container.image; none: they fault (ingest refuses them)
 
     def start(self, job: QueuedJob, leases: list[Lease], gpus: list[str], now: float) -> RunningJob:
         timeout = min(job.pipeline.timeout or self.settings.job_timeout_seconds, self.settings.job_timeout_max_seconds)
@@ -195,8 +199,13 @@ class JobRunner:
             return next((endpoints[n] for n, lease in enumerate(running.leases) if wanted <= set(lease.models)), None)
 
         async def run_one(op: Operator, gpus: list[str], cpus: list[int]) -> Outcome:
-            return await operators.run(op, job.id, job.name, workspace, serving(op), gpus, cpus, self.settings,
-                                       self.children)
+            if op.image is None:
+                return await operators.run(op, job.id, job.name, workspace, serving(op), gpus, cpus, self.settings,
+                                           self.children)
+            if self.engine is None:
+                return Outcome(False, f"container.image: {NO_RUNTIME}", None)
+            return await containers.run(op, job.id, job.name, workspace, serving(op), gpus, self.settings,
+                                        self.children, self.engine)
 
         return await run_operators(job, self.store, running.gpus, run_one, self.cpu_pins,
                                    self.settings.max_parallel_operators)

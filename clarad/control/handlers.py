@@ -125,7 +125,7 @@ class Handlers:
         try:
             pipeline, problems = await asyncio.to_thread(
                 validate, str(args["text"]), source, self.d.store.model_digests(), self.d.ingest.gpus,
-                self.d.ingest.cpus, self.d.ingest.max_models)
+                self.d.ingest.cpus, self.d.ingest.max_models, self.d.ingest.runtime)
         except PipelineRejected as exc:  # not YAML at all
             return {"source": source, "problems": exc.problems, "notes": []}
         return {"source": source, "problems": problems, "notes": pipeline.notes if pipeline else []}

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Collection
 from typing import Optional, Union
 
+from clarad.containers.engine import NO_RUNTIME
 from clarad.errors import PipelineRejected
 from clarad.pipelines.model import Input, Operator, Output, Pipeline
 
@@ -57,10 +58,11 @@ def _a_cycle(pipeline: Pipeline, left: set[str]) -> list[str]:
 
 
 def check_pipeline(pipeline: Pipeline, known_models: Collection[str], gpus: int, cpus: Optional[int] = None,
-                   max_models: Optional[int] = None) -> None:
+                   max_models: Optional[int] = None, runtime: Optional[str] = None) -> None:
     """Check what the schema cannot: names, references, paths, the DAG, the models it needs, and the
-    ``gpus`` and ``cpus`` this host has for its operators, and that one operator's models fit the
-    ``max_models`` of one instance. Raises PipelineRejected with every problem."""
+    ``gpus`` and ``cpus`` this host has for its operators, that one operator's models fit the
+    ``max_models`` of one instance, and that a container ``runtime`` (its name; None: there is none)
+    runs the operators with an image. Raises PipelineRejected with every problem."""
     src = pipeline.source
     problems: list[str] = []
     seen: set[str] = set()
@@ -71,7 +73,8 @@ def check_pipeline(pipeline: Pipeline, known_models: Collection[str], gpus: int,
         seen.add(op.name.lower())
         by_name.setdefault(op.name, op)
     for op in pipeline.operators:
-        problems += [f'{src}: operator "{op.name}": {problem}' for problem in _operator(op, by_name, gpus, cpus)]
+        problems += [f'{src}: operator "{op.name}": {problem}'
+                     for problem in _operator(op, by_name, gpus, cpus) + _container(op, runtime)]
         wanted = len(set(op.model_names))  # a job's models may be split over instances; one operator's may not
         if max_models is not None and wanted > max_models:
             problems.append(f'{src}: operator "{op.name}": asks for {wanted} models; one instance may hold at '
@@ -92,7 +95,7 @@ def check_pipeline(pipeline: Pipeline, known_models: Collection[str], gpus: int,
 
 def _operator(op: Operator, by_name: dict[str, Operator], gpus: int, cpus: Optional[int]) -> list[str]:
     problems: list[str] = []
-    if not op.argv:
+    if not op.argv and op.image is None:
         problems.append("command: none given (set container.command, or command for a host command)")
     elif any("\0" in arg for arg in op.argv):
         problems.append("command: a NUL character cannot be passed to a program")
@@ -117,6 +120,33 @@ def _operator(op: Operator, by_name: dict[str, Operator], gpus: int, cpus: Optio
         problems.append(f"services[0]: {op.services[0].name} serves no model clarad can name: list the models the "
                         "operator needs under models (or --load-model=NAME in the service's command)")
     return problems
+
+
+def _container(op: Operator, runtime: Optional[str]) -> list[str]:
+    """What keeps an operator with an image from running as a container."""
+    if op.image is None:
+        return []
+    if runtime is None:
+        return [f"container.image: {NO_RUNTIME}"]
+    assert op.container is not None
+    problems = [f"{where}: a container operator needs a path for each input and output but the first of each "
+                "(at /input, /output)" for where in missing_paths(op)]
+    if op.command:
+        problems.append("command: clarad's host command cannot run in container.image: give container.command")
+    last = op.image.rsplit("/", 1)[-1]
+    if op.container.tag is not None and (":" in last or "@" in last):
+        problems.append(f"container.tag: container.image {op.image!r} names its tag or digest already")
+    if not op.image or any(c.isspace() or c == "\0" for c in op.image):
+        problems.append(f"container.image: {op.image!r} is not an image name")
+    return problems
+
+
+def missing_paths(op: Operator) -> list[str]:
+    """Inputs and outputs of a container operator that would have no path inside it: only the first
+    of each may go without, taking Clara's default (``Operator.with_default_paths``)."""
+    seen = op.with_default_paths()
+    missing = [f"input[{i}].path" for i, entry in enumerate(seen.input) if entry.path is None]
+    return missing + [f"output[{i}].path" for i, entry in enumerate(seen.output) if entry.path is None]
 
 
 def _input(op: Operator, inp: Input, by_name: dict[str, Operator]) -> list[str]:

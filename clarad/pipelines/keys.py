@@ -17,9 +17,6 @@ from typing import Any, Optional
 from clarad.pipelines.model import is_triton_image
 
 APPLIED, REFUSED, IGNORED, DEPENDS = "applied", "refused", "ignored", "depends"
-OCI = ("container operators need an OCI runtime (podman or docker), which clarad does not support yet; "
-       "clarad never runs an image's command on the host instead: remove image and tag and give a host "
-       "command (container.command or command)")
 
 
 @dataclass(frozen=True)
@@ -95,9 +92,11 @@ OPERATOR = {
     "description": Key(APPLIED, "shown by pipelines show"),
     "api-version": VERSION,
     "container": Key(APPLIED, "the operator's program", fields={
-        "image": Key(REFUSED, OCI),
-        "tag": Key(REFUSED, "the version of container.image, which is refused with it (an OCI runtime is needed)"),
-        "command": Key(APPLIED, "run as a host process, $(NAME) expanded from its environment"),
+        "image": Key(APPLIED, "run as a container from the local image store with the container runtime "
+                              "(operator_runtime: podman or docker); refused when there is none"),
+        "tag": Key(APPLIED, "the image's tag; latest when absent"),
+        "command": Key(APPLIED, "with an image: replaces the image's entrypoint; without: run as a host process; "
+                                "$(NAME) expanded from its environment"),
         "variables": Key(APPLIED, "environment variables (the operator's own variables win)", free=True),
     }),
     "command": Key(APPLIED, "clarad's host command, in place of container.command (not both)"),

@@ -8,7 +8,7 @@ guards against a key the sweep's table forgot.
 from __future__ import annotations
 
 import re
-from typing import Optional, Union
+from typing import Optional, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -16,6 +16,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TRITON_IMAGES = ("tritonserver", "tensorrtserver", "trtserver")  # Triton, and TRTIS before its renaming
 TRITON_GRPC_PORT = 8001
+CLARA_INPUT, CLARA_OUTPUT = "/input", "/output"  # where a Clara container finds an entry without a path
 
 Scalar = Union[str, int, float, bool]
 
@@ -78,6 +79,8 @@ class Output(_Strict):
 
 
 class Container(_Strict):
+    image: Optional[str] = None  # run with the container runtime (clarad/containers/)
+    tag: Optional[Scalar] = None
     command: Optional[list[Scalar]] = None
     variables: dict[str, Scalar] = {}
     _vars = field_validator("variables")(check_variables)
@@ -150,6 +153,18 @@ class Operator(_Strict):
         return [env_value(part) for part in raw]
 
     @property
+    def image(self) -> Optional[str]:
+        """The container image it runs in; None for a host operator."""
+        return self.container.image if self.container is not None else None
+
+    def with_default_paths(self) -> "Operator":
+        """A container operator as it sees its directories: the first input and the first output
+        without a ``path`` at Clara's ``/input`` and ``/output`` (unless another is there already); one
+        that declares no output still has its directory at ``/output``."""
+        return self.model_copy(update={"input": _defaulted(self.input, CLARA_INPUT),
+                                       "output": _defaulted(self.output or [Output()], CLARA_OUTPUT)})
+
+    @property
     def all_variables(self) -> dict[str, str]:
         merged = {**(self.container.variables if self.container else {}), **self.variables}
         return {key: env_value(value) for key, value in merged.items()}
@@ -169,6 +184,19 @@ class Operator(_Strict):
     @property
     def upstream(self) -> set[str]:
         return {inp.from_ for inp in self.input if inp.from_}
+
+
+Entry = TypeVar("Entry", Input, Output)
+
+
+def _defaulted(entries: list[Entry], default: str) -> list[Entry]:
+    taken = any(entry.path == default for entry in entries)
+    result = []
+    for entry in entries:
+        if entry.path is None and not taken:
+            entry, taken = entry.model_copy(update={"path": default}), True
+        result.append(entry)
+    return result
 
 
 class Pipeline(_Strict):

@@ -55,16 +55,17 @@ def resolve_for_job(text: str, source: str, args: Mapping[str, str]) -> str:
 
 
 def validate(text: str, source: str, known_models: Collection[str], gpus: int, cpus: Optional[int] = None,
-             max_models: Optional[int] = None) -> tuple[Optional[Pipeline], list[str]]:
+             max_models: Optional[int] = None, runtime: Optional[str] = None) -> tuple[Optional[Pipeline], list[str]]:
     """Every problem of a definition, the schema's and the checks' together (``clarad pipelines
-    validate``, and the reason a dropped one is refused), with the pipeline when there is none."""
+    validate``, and the reason a dropped one is refused), with the pipeline when there is none.
+    ``runtime``: the container runtime's name, None when there is none."""
     try:
         pipeline, problems = _parse(text, source, None)
     except PipelineRejected as exc:  # not YAML, or a template that cannot be resolved
         return None, exc.problems
     if pipeline is not None:
         try:
-            check_pipeline(pipeline, known_models, gpus, cpus, max_models)
+            check_pipeline(pipeline, known_models, gpus, cpus, max_models, runtime)
         except PipelineRejected as exc:
             problems += exc.problems
     return (None if problems else pipeline), problems
