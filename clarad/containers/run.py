@@ -137,13 +137,12 @@ def identity(user: Optional[str]) -> Optional[tuple[int, int]]:
 
 
 def own_ulimits() -> dict[str, tuple[int, int]]:
-    """clarad's own limits for the container, as a host operator inherits them: the runtime's
-    defaults may exceed this host's hard limits, and the container would then not start."""
-    limits = {}
-    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
-        soft, hard = resource.getrlimit(which)
-        limits[name] = (soft, hard)
-    return limits
+    """clarad's own limits for the container, as a host operator inherits them (spec.ulimits)."""
+    try:
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        pid_max = None
+    return spec.ulimits(resource.getrlimit(resource.RLIMIT_NOFILE), resource.getrlimit(resource.RLIMIT_NPROC), pid_max)
 
 
 def gpu_devices(engine: str, uuids: list[str]) -> list[str]:

@@ -78,6 +78,16 @@ class ContainerRun:
     pull: str = "never"
 
 
+def ulimits(nofile: tuple[int, int], nproc: tuple[int, int], pid_max: Optional[int]) -> dict[str, tuple[int, int]]:
+    """The container's limits: clarad's own, as a host operator inherits them. The runtime's defaults
+    may exceed this host's hard limits, and the container would not start; the container's first
+    process cannot raise a limit above what it inherits from the runtime's monitor (conmon), whose
+    process limit podman holds to kernel.pid_max."""
+    if pid_max is not None:  # -1 is unlimited
+        nproc = (pid_max if nproc[0] < 0 else min(nproc[0], pid_max), pid_max if nproc[1] < 0 else min(nproc[1], pid_max))
+    return {"nofile": nofile, "nproc": nproc}
+
+
 def run_argv(program: str, run: ContainerRun) -> list[str]:
     """``<runtime> run`` attached: the container's output is the command's, its exit status too."""
     argv = [program, "run", "--name", run.name, f"--pull={run.pull}", "--network=host", "--log-driver=none"]

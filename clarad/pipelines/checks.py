@@ -125,7 +125,8 @@ def _operator(op: Operator, by_name: dict[str, Operator], gpus: int, cpus: Optio
 def _container(op: Operator, runtime: Optional[str]) -> list[str]:
     """What keeps an operator with an image from running as a container."""
     if op.image is None:
-        return []
+        tagged = op.container is not None and op.container.tag is not None
+        return ["container.tag: the tag of an image, but container.image is not given"] if tagged else []
     if runtime is None:
         return [f"container.image: {NO_RUNTIME}"]
     assert op.container is not None

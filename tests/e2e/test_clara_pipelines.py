@@ -3,6 +3,7 @@ replaced by a Clara-style operator script, which runs unchanged in its own mount
 and, without one, from the real directories its variables name; container operators refused and
 never run; parameters; a Triton service mapped onto the job's instance; pipelines by id; job
 filters; logs followed; CPU pins; operators in parallel; finished jobs removed, oldest first.
+Container operators (tests/e2e/test_container_operators.py) are off here: operator_runtime = host.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 
+from clarad.containers.engine import NO_RUNTIME
 from tests.e2e.clarad_process import DEMO, Clarad
 from tests.waiting import wait_for
 
@@ -43,7 +45,7 @@ def started(state: Path, **settings: str) -> Clarad:
 
 @pytest.fixture(scope="module")
 def clarad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clarad]:
-    daemon = started(tmp_path_factory.mktemp("clara") / "state")
+    daemon = started(tmp_path_factory.mktemp("clara") / "state", CLARAD_OPERATOR_RUNTIME="host")  # no containers
     daemon.drop(DEMO / "models" / "affine", "models")
     wait_for(lambda: daemon.ask("models.list"), 30, "the model to be accepted")
     yield daemon
@@ -119,9 +121,8 @@ def test_an_operator_with_an_image_is_refused_at_ingest_and_never_run(clarad: Cl
     reason = wait_for(lambda: next(iter((clarad.state / "rejected").glob("*-boxed.yaml.reason")), None), 30,
                       "the rejection")
     lines = reason.read_text().splitlines()
-    assert lines[0] == ('boxed.yaml: operator "dicom-test": container.image: container operators need an OCI runtime '
-                        "(podman or docker), which clarad does not support yet; clarad never runs an image's command "
-                        "on the host instead: remove image and tag and give a host command (container.command or command)")
+    assert lines[0] == f'boxed.yaml: operator "dicom-test": container.image: {NO_RUNTIME}'
+    assert "apt-get install podman runc" in lines[0]
     assert any(line.startswith('boxed.yaml: operator "register-dicom-output": container.image') for line in lines)
     assert "boxed" not in {p["name"] for p in clarad.ask("pipelines.list")}
     assert not marker.exists()
@@ -300,9 +301,9 @@ def test_pipelines_validate_prints_every_problem_and_installs_nothing(clarad: Cl
     checked = clarad.cli("pipelines", "validate", str(CLARA / "sizing-tool-nullpipeline.yaml"))
     assert checked.returncode == 1
     lines = checked.stdout.splitlines()
-    assert len(lines) == 10  # three images, three tags, three commands missing, a GPU the host lacks
+    assert len(lines) == 4  # three images without a container runtime (operator_runtime = host), a GPU the host lacks
     assert all(line.startswith('sizing-tool-nullpipeline.yaml: operator "null-') for line in lines)
-    assert sum("container.image: container operators need an OCI runtime" in line for line in lines) == 3
+    assert sum("container.image: no container runtime is available" in line for line in lines) == 3
     fine = tmp_path / "fine.yaml"
     fine.write_text(dicom_test(container_mode=False).replace("dicom-test-pipeline", "never-installed"))
     checked = clarad.cli("pipelines", "validate", str(fine))

@@ -1,6 +1,6 @@
 """NVIDIA's public pipeline files (tests/corpus/pipelines/clara/): what clarad does with each is
-what the table "The corpus" in docs/clara-pipelines.md says, as published and with its images
-replaced by host commands."""
+what the table "The corpus" in docs/clara-pipelines.md says, as published without and with a
+container runtime, and with its images replaced by host commands."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CLARA = ROOT / "tests" / "corpus" / "pipelines" / "clara"
 
 
-def documented() -> dict[str, tuple[list[str], list[str]]]:
+def documented() -> dict[str, tuple[list[str], list[str], list[str]]]:
     text = (ROOT / "docs" / "clara-pipelines.md").read_text(encoding="utf-8")
     block = text.split("<!-- corpus -->", 1)[1].split("<!-- end corpus -->", 1)[0]
     rows = {}
-    for match in re.finditer(r"^\| `([^`]+)` \| (.*) \| (.*) \|$", block, re.M):
-        rows[match.group(1)] = (re.findall(r"`([^`]+)`", match.group(2)), re.findall(r"`([^`]+)`", match.group(3)))
+    for match in re.finditer(r"^\| `([^`]+)` \| (.*) \| (.*) \| (.*) \|$", block, re.M):
+        rows[match.group(1)] = (re.findall(r"`([^`]+)`", match.group(2)), re.findall(r"`([^`]+)`", match.group(3)),
+                                re.findall(r"`([^`]+)`", match.group(4)))
     return rows
 
 
@@ -62,10 +63,21 @@ def test_a_real_pipeline_as_published_is_refused_for_the_keys_the_table_names(na
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in CLARA.glob("*.yaml")))
+def test_a_real_pipeline_as_published_with_a_container_runtime_is_accepted_or_refused_as_the_table_says(
+        name: str) -> None:
+    text = (CLARA / name).read_text(encoding="utf-8")
+    models = {m["name"] for op in yaml.safe_load(text)["operators"] for m in op.get("models", [])}
+    pipeline, problems = validate(text, name, models, 1, 2, runtime="podman")
+    expected = documented()[name][1]
+    assert refused_keys(problems) == expected
+    assert (pipeline is not None) == (expected == [])
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in CLARA.glob("*.yaml")))
 def test_a_real_pipeline_with_host_commands_is_accepted_or_refused_as_the_table_says(name: str) -> None:
     text = with_host_commands((CLARA / name).read_text(encoding="utf-8"))
     models = {m["name"] for op in yaml.safe_load(text)["operators"] for m in op.get("models", [])}
     pipeline, problems = validate(text, name, models, 1, 2)
-    expected = documented()[name][1]
+    expected = documented()[name][2]
     assert refused_keys(problems) == expected
     assert (pipeline is not None) == (expected == [])
