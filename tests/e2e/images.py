@@ -24,6 +24,7 @@ BUSYBOX = Path("/bin/busybox")
 NO_BUSYBOX = "busybox-static is not installed here (apt-get install busybox-static): no image can be built"
 PYTHON = Path("/usr/bin/python3.11")  # Debian's python3.11-minimal, with the standard library of libpython3.11-stdlib
 NO_PYTHON = "Debian's /usr/bin/python3.11 is not installed here (apt-get install python3): no Python image"
+BASH = Path("/usr/bin/bash")
 SITE = Path(next(p for p in sys.path if p.endswith("site-packages")))
 TRITON_CLIENT = ("tritonclient", "grpc", "google", "numpy", "numpy.libs", "packaging", "rapidjson.cpython-311-x86_64-linux-gnu.so",
                  "typing_extensions.py", "ml_dtypes")
@@ -31,12 +32,12 @@ STDLIB_LEFT_OUT = {"test", "idlelib", "tkinter", "ensurepip", "lib2to3", "turtle
 
 
 def image(name: str, files: Mapping[str, str], *, python: bool = False, triton_client: bool = False,
-          cmd: Optional[list[str]] = None, workdir: str = "/") -> str:
+          cmd: Optional[list[str]] = None, entrypoint: Optional[list[str]] = None, workdir: str = "/") -> str:
     """``localhost/clarad-test/<name>:<digest>``, built unless podman has it: busybox, plus Python
-    (and the Triton client) when asked, plus ``files`` (path in the image -> text, mode 0755)."""
+    and bash (and the Triton client) when asked, plus ``files`` (path in the image -> text, mode 0755)."""
     assert PODMAN is not None
     extras = [SITE / top for top in TRITON_CLIENT] if triton_client else []
-    key = hashlib.sha256(repr((sorted(files.items()), python, cmd, workdir, _stamp(BUSYBOX),
+    key = hashlib.sha256(repr((sorted(files.items()), python, cmd, entrypoint, workdir, _stamp(BUSYBOX),
                                _stamp(PYTHON) if python else None, [_stamp(p) for p in extras],
                                Path(__file__).read_bytes())).encode()).hexdigest()[:16]
     tag = f"localhost/clarad-test/{name}:{key}"
@@ -49,9 +50,11 @@ def image(name: str, files: Mapping[str, str], *, python: bool = False, triton_c
             _python(tar, extras)
         for path, text in files.items():
             _add_bytes(tar, path.lstrip("/"), text.encode(), 0o755)
-    changes = [f"WORKDIR={workdir}", "ENV=PATH=/usr/local/bin:/usr/bin:/bin"]
+    changes = [f"WORKDIR {workdir}", "ENV PATH=/usr/local/bin:/usr/bin:/bin"]  # a blank after the instruction
     if cmd:
-        changes.append(f"CMD={_json(cmd)}")
+        changes.append(f"CMD {_json(cmd)}")
+    if entrypoint:
+        changes.append(f"ENTRYPOINT {_json(entrypoint)}")
     argv = [PODMAN, "import", *[arg for change in changes for arg in ("--change", change)], "-", tag]
     subprocess.run(argv, input=buffer.getvalue(), check=True, capture_output=True)
     return tag
@@ -64,7 +67,7 @@ def save(tag: str, target: Path) -> None:
 
 
 def _json(argv: list[str]) -> str:
-    return json.dumps(argv, separators=(",", ":"))  # podman splits a change at blanks
+    return json.dumps(argv, separators=(",", ":"))
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:
@@ -88,6 +91,7 @@ def _busybox(tar: tarfile.TarFile) -> None:
 
 def _python(tar: tarfile.TarFile, extras: list[Path]) -> None:
     tar.add(PYTHON, "usr/bin/python3.11")
+    tar.add(BASH, "usr/bin/bash")
     _add_link(tar, "usr/bin/python3", "python3.11")
     _add_link(tar, "usr/bin/python", "python3.11")
     stdlib = Path("/usr/lib/python3.11")
@@ -95,7 +99,7 @@ def _python(tar: tarfile.TarFile, extras: list[Path]) -> None:
     for extra in extras:
         tar.add(extra, f"usr/lib/python3/dist-packages/{extra.name}",
                 filter=lambda info: None if "__pycache__" in info.name else info)
-    objects = [PYTHON, *stdlib.rglob("*.so"), *[so for extra in extras for so in
+    objects = [PYTHON, BASH, *stdlib.rglob("*.so"), *[so for extra in extras for so in
                                                  ([extra] if extra.is_file() else extra.rglob("*.so*"))]]
     for library in _libraries([str(p) for p in objects if p.is_file()]):
         tar.add(os.path.realpath(library), library.lstrip("/"))

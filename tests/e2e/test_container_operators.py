@@ -71,7 +71,7 @@ def rejection(daemon: Clarad, name: str) -> str:
 
 def payload(tmp_path: Path, files: dict[str, str]) -> Path:
     folder = tmp_path / "payload"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for name, text in files.items():
         (folder / name).write_text(text)
     return folder
