@@ -16,6 +16,7 @@ import logging
 import os
 import pwd
 import resource
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -62,6 +63,10 @@ async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, tr
         if not outcome.ok and op.requests.memory and await _oom_killed(engine, name):
             outcome = Outcome(False, f"used more memory than requests.memory ({op.requests.memory} MB): killed by "
                                      "the kernel's OOM killer", outcome.exit_code)
+        elif op.requests.memory and outcome.exit_code == -signal.SIGKILL:  # not clarad's: its stops cancel this
+            # The runtime does not always learn of the kernel's kill (cgroup v1): say what is most likely.
+            outcome = Outcome(False, f"killed by SIGKILL, most likely by the kernel for using more memory than "
+                                     f"requests.memory ({op.requests.memory} MB), the container's limit", -9)
         elif outcome.exit_code == 125:
             outcome = Outcome(False, f"{engine.name} could not run the container (exit status 125; its reason is "
                                      "at the end of the operator's log)", 125)

@@ -190,3 +190,49 @@ def test_after_a_kill_of_clarad_the_next_start_removes_its_containers_and_only_i
     finally:
         daemon.stop_if_running()
         subprocess.run([images.PODMAN, "rm", "--force", other], capture_output=True)
+
+
+def test_stopping_clarad_stops_and_removes_a_running_container(busybox: str, tmp_path: Path) -> None:
+    daemon = Clarad(tmp_path / "state", CLARAD_OPERATOR_STOP_GRACE_SECONDS="1").start()
+    try:
+        add_pipeline(daemon, sleeper(busybox, "boxed-shutdown"), "boxed-shutdown")
+        job_id = start_job(daemon, "boxed-shutdown", payload(tmp_path, {"a": "a"}))
+        running_container(daemon, job_id)
+        assert daemon.stop() == 0
+        assert containers(daemon.state) == []
+    finally:
+        daemon.stop_if_running()
+
+
+def test_operator_user_is_the_containers_user_and_its_memory_request_its_limit(busybox: str, tmp_path: Path) -> None:
+    daemon = Clarad(tmp_path / "state", CLARAD_OPERATOR_USER="nobody").start()
+    try:
+        repository, tag = busybox.rsplit(":", 1)
+        add_pipeline(daemon, {"api-version": "0.4.0", "operators": [{
+            "name": "who", "requests": {"memory": 64},
+            "container": {"image": repository, "tag": tag, "command": [
+                "sh", "-c", "id -u > /output/uid && cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                            "/sys/fs/cgroup/memory.max 2>/dev/null > /output/limit; true"]},
+            "input": [{"path": "/input"}], "output": [{"path": "/output"}]}]}, "boxed-user")
+        job = daemon.wait_job_stopped(start_job(daemon, "boxed-user", payload(tmp_path, {"a": "a"})))
+        assert job["status"] == "HEALTHY", job["reason"]
+        out = Path(job["directory"]) / "operators" / "who"
+        assert (out / "uid").read_text().strip() == "65534"
+        assert (out / "uid").stat().st_uid == 65534
+        assert (out / "limit").read_text().split() == [str(64 << 20)]
+    finally:
+        daemon.stop_if_running()
+
+
+def test_a_container_over_its_memory_request_is_faulted_naming_it(clarad: Clarad, busybox: str, tmp_path: Path) -> None:
+    repository, tag = busybox.rsplit(":", 1)
+    add_pipeline(clarad, {"api-version": "0.4.0", "operators": [{
+        "name": "hog", "requests": {"memory": 32},
+        "container": {"image": repository, "tag": tag,
+                      "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"]},
+        "input": [{"path": "/input"}], "output": [{"path": "/output"}]}]}, "boxed-hog")
+    job = clarad.wait_job_stopped(start_job(clarad, "boxed-hog", payload(tmp_path, {"a": "a"})))
+    assert job["status"] == "FAULTED"
+    assert job["reason"].startswith('operator "hog" '), job["reason"]
+    assert "more memory than requests.memory (32 MB)" in job["reason"]  # as the runtime knows it, or most likely
+    assert containers(clarad.state) == []
