@@ -22,6 +22,7 @@ from typing import Optional
 from clarad import children, operators
 from clarad.config import Settings
 from clarad.containers import run as containers
+from clarad.containers import services
 from clarad.containers.engine import NO_RUNTIME, Engine
 from clarad.cpus import CpuPins
 from clarad.dag import run_operators
@@ -199,6 +200,17 @@ class JobRunner:
             return next((endpoints[n] for n, lease in enumerate(running.leases) if wanted <= set(lease.models)), None)
 
         async def run_one(op: Operator, gpus: list[str], cpus: list[int]) -> Outcome:
+            if not op.container_services:
+                return await run_alone(op, gpus, cpus)
+            if self.engine is None:
+                return Outcome(False, f"services: {NO_RUNTIME}", None)
+            try:  # its services beside it, reached through the variables their connections name
+                async with services.running(op, job.id, workspace, self.settings, self.children, self.engine) as reach:
+                    return await run_alone(op.model_copy(update={"variables": {**op.variables, **reach}}), gpus, cpus)
+            except ClaradError as exc:
+                return Outcome(False, str(exc), None)
+
+        async def run_alone(op: Operator, gpus: list[str], cpus: list[int]) -> Outcome:
             if op.image is None:
                 return await operators.run(op, job.id, job.name, workspace, serving(op), gpus, cpus, self.settings,
                                            self.children)

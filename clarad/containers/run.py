@@ -54,12 +54,12 @@ async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, tr
         name, image, expand(op.argv, env), env, workspace.binds(op), spec.labels(Path(registry.marker), job_id, op.name),
         user=user, memory_mb=op.requests.memory, cpus=op.requests.cpu, devices=devices, ulimits=own_ulimits(),
         pull=settings.container_pull)
-    await _remove(engine, name)  # one of this name from a try of this job that clarad could not clean up
+    await remove(engine, name)  # one of this name from a try of this job that clarad could not clean up
     client_env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
     try:
         outcome = await run_operator(op, spec.run_argv(engine.path, container), client_env, workspace,
                                      f"{job_id}/{op.name}", registry, settings.operator_stop_grace_seconds,
-                                     wrapped=True, stopper=functools.partial(_stop, engine, name))
+                                     wrapped=True, stopper=functools.partial(stop_container, engine, name))
         if not outcome.ok and op.requests.memory and await _oom_killed(engine, name):
             outcome = Outcome(False, f"used more memory than requests.memory ({op.requests.memory} MB): killed by "
                                      "the kernel's OOM killer", outcome.exit_code)
@@ -71,11 +71,11 @@ async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, tr
             outcome = Outcome(False, f"{engine.name} could not run the container (exit status 125; its reason is "
                                      "at the end of the operator's log)", 125)
     finally:
-        await children.wait_through_cancel(asyncio.ensure_future(_remove(engine, name)))
+        await children.wait_through_cancel(asyncio.ensure_future(remove(engine, name)))
     return outcome
 
 
-async def _stop(engine: Engine, name: str, child: children.Child, grace: float) -> int:
+async def stop_container(engine: Engine, name: str, child: children.Child, grace: float) -> int:
     """Stop the container (TERM, ``grace``, KILL), then wait for its client, which ends with it;
     a client that does not is stopped like any child (StopFailed when it cannot be)."""
     if child.proc.returncode is None:
@@ -88,7 +88,7 @@ async def _stop(engine: Engine, name: str, child: children.Child, grace: float) 
         return await children.stop(child, 0)
 
 
-async def _remove(engine: Engine, name: str) -> None:
+async def remove(engine: Engine, name: str) -> None:
     problem = await command(spec.remove_argv(engine.path, name), COMMAND_TIMEOUT)
     if problem is not None:
         log.error("container %s could not be removed: %s (the next start of clarad tries again)", name, problem)

@@ -25,7 +25,7 @@ from typing import Optional
 from clarad import mounts
 from clarad.operators import Endpoints, Workspace, operator_env
 from clarad.pipelines import Operator
-from clarad.pipelines.model import env_value
+from clarad.pipelines.model import Scalar, env_value
 
 LABEL_STATE, LABEL_JOB, LABEL_OPERATOR = "clarad.state-dir", "clarad.job", "clarad.operator"
 
@@ -33,9 +33,12 @@ LABEL_STATE, LABEL_JOB, LABEL_OPERATOR = "clarad.state-dir", "clarad.job", "clar
 def image_ref(op: Operator) -> str:
     """``image:tag`` as Clara names it; ``latest`` when no tag is given."""
     assert op.container is not None and op.container.image is not None
-    image = op.container.image
-    if op.container.tag is not None:
-        return f"{image}:{env_value(op.container.tag)}"
+    return image_ref_of(op.container.image, op.container.tag)
+
+
+def image_ref_of(image: str, tag: Optional[Scalar]) -> str:
+    if tag is not None:
+        return f"{image}:{env_value(tag)}"
     last = image.rsplit("/", 1)[-1]
     return image if ":" in last or "@" in last else f"{image}:latest"
 

@@ -74,7 +74,7 @@ def check_pipeline(pipeline: Pipeline, known_models: Collection[str], gpus: int,
         by_name.setdefault(op.name, op)
     for op in pipeline.operators:
         problems += [f'{src}: operator "{op.name}": {problem}'
-                     for problem in _operator(op, by_name, gpus, cpus) + _container(op, runtime)]
+                     for problem in _operator(op, by_name, gpus, cpus) + _container(op, runtime) + _services(op, runtime)]
         wanted = len(set(op.model_names))  # a job's models may be split over instances; one operator's may not
         if max_models is not None and wanted > max_models:
             problems.append(f'{src}: operator "{op.name}": asks for {wanted} models; one instance may hold at '
@@ -116,9 +116,38 @@ def _operator(op: Operator, by_name: dict[str, Operator], gpus: int, cpus: Optio
     problems += _paths(op)
     if len(set(op.model_names)) != len(op.model_names):
         problems.append("a model is listed twice under models")
-    if op.services and not op.model_names:
-        problems.append(f"services[0]: {op.services[0].name} serves no model clarad can name: list the models the "
-                        "operator needs under models (or --load-model=NAME in the service's command)")
+    if op.triton_services and not op.model_names:
+        index = op.services.index(op.triton_services[0])
+        problems.append(f"services[{index}]: {op.services[index].name} serves no model clarad can name: list the "
+                        "models the operator needs under models (or --load-model=NAME in the service's command)")
+    return problems
+
+
+def _services(op: Operator, runtime: Optional[str]) -> list[str]:
+    """A Triton service is clarad's instance; any other is a container, which needs the runtime and
+    the ports the operator reaches it at."""
+    problems: list[str] = []
+    ports: set[int] = set()
+    for index, service in enumerate(op.services):
+        where = f"services[{index}]"
+        if service.is_triton:
+            if service.variables:
+                problems.append(f"{where}.variables: variables of the Triton container; the job's instance is "
+                                "clarad's tritonserver, configured by clarad")
+            continue
+        if runtime is None:
+            problems.append(f"{where}.container.image: {service.container.image!r} is not a Triton image: it runs "
+                            f"as a container, and {NO_RUNTIME}")
+        if service.requests.gpu:
+            problems.append(f"{where}.requests.gpu: GPUs for a service are not supported (its operator's are)")
+        for number, connection in enumerate(service.connections.http):
+            if connection.port is None:
+                problems.append(f"{where}.connections.http[{number}].port: needed: the port {service.name} listens on")
+            elif connection.port in ports:
+                problems.append(f"{where}.connections.http[{number}].port: {connection.port} is another service's "
+                                "too (services share the host's network)")
+            else:
+                ports.add(connection.port)
     return problems
 
 

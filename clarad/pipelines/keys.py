@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from clarad.pipelines.model import is_triton_image
-
 APPLIED, REFUSED, IGNORED, DEPENDS = "applied", "refused", "ignored", "depends"
 
 
@@ -34,13 +32,6 @@ def _stream_only(value: Any) -> Optional[str]:
         return None
     return (f"type {value!r} is a shared-memory (FastIO) type, which needs Clara's pipeline driver; clarad "
             "passes data between operators on disk only: use type: stream with a path")
-
-
-def _triton_only(value: Any) -> Optional[str]:
-    if isinstance(value, str) and is_triton_image(value):
-        return None
-    return (f"{value!r} is not a Triton (tritonserver or tensorrtserver) image: only a Triton service can be "
-            "mapped onto the job's Triton instance; other services need a container runtime (not supported yet)")
 
 
 def _versions(value: Any) -> Optional[str]:
@@ -69,21 +60,26 @@ SERVICE = {
     "name": Key(APPLIED, "the service's name, in log lines"),
     "description": Key(APPLIED, "shown by pipelines show"),
     "api-version": VERSION,
-    "container": Key(APPLIED, "identifies a Triton service", fields={
-        "image": Key(DEPENDS, "a Triton/TRTIS image is mapped onto the job's leased Triton instance; any other "
-                              "image is refused", check=_triton_only),
-        "tag": Key(IGNORED, "the job's instance is clarad's own tritonserver, whatever the tag"),
-        "command": Key(APPLIED, "--load-model=NAME names the models it serves when the operator lists none"),
+    "container": Key(APPLIED, "a Triton service's, or the image of one run as a container", fields={
+        "image": Key(APPLIED, "a Triton/TRTIS image is mapped onto the job's leased Triton instance; any other runs "
+                              "as a container beside the operator (needs the container runtime)"),
+        "tag": Key(APPLIED, "the image's tag (latest when absent); a Triton service's is set aside with a log line: "
+                            "the job's instance is clarad's own tritonserver, whatever the tag"),
+        "command": Key(APPLIED, "Triton: --load-model=NAME names the models it serves when the operator lists none; "
+                                "other services: replaces the image's entrypoint"),
     }),
     "connections": Key(APPLIED, "how the operator reaches the service", fields={
-        "http": Key(APPLIED, "each name becomes a variable holding the instance's host:port", items={
+        "http": Key(APPLIED, "each name becomes a variable of the operator holding the service's host:port",
+                    items={
             "name": Key(APPLIED, "the variable's name"),
-            "port": Key(APPLIED, "8001 (Triton's gRPC port) gives the gRPC endpoint, any other the HTTP one"),
+            "port": Key(APPLIED, "Triton: 8001 (its gRPC port) gives the gRPC endpoint, any other the HTTP one; "
+                                 "other services: the port it listens on (on the host's network)"),
         }),
     }),
-    "requests": Key(IGNORED, "the job's instance is clarad's (a GPU instance when the host has GPUs)"),
-    "variables": Key(REFUSED, "variables of the Triton container; the job's instance is clarad's tritonserver, "
-                              "configured by clarad"),
+    "requests": Key(APPLIED, "other services: memory and cpu as the container's limits (gpu refused); a Triton "
+                             "service's is set aside with a log line (the job's instance is clarad's)"),
+    "variables": Key(APPLIED, "other services: the container's environment; refused for a Triton service (the "
+                              "job's instance is clarad's tritonserver, configured by clarad)", free=True),
     "import": Key(REFUSED, "imports a service from another file (document linking): a drop is one file; "
                            "write the service in place"),
 }
@@ -113,7 +109,8 @@ OPERATOR = {
                   items={"name": Key(APPLIED, "a model of the repository")}),
     "variables": Key(APPLIED, "environment variables", free=True),
     "parameters": Key(APPLIED, "template defaults for ${{ name }} in this operator", free=True),
-    "services": Key(APPLIED, "a Triton service only", items=SERVICE),
+    "services": Key(APPLIED, "a Triton service is mapped onto the job's instance; any other runs as a container "
+                             "beside the operator", items=SERVICE),
     "import": Key(REFUSED, "imports an operator from another file (api-version 0.2.0 document linking): a drop "
                            "is one file; write the operator in place"),
 }

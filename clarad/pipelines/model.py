@@ -104,17 +104,26 @@ class Connections(_Strict):
 
 class ServiceContainer(_Strict):
     image: str
+    tag: Optional[Scalar] = None
     command: Optional[list[Scalar]] = None
 
 
 class Service(_Strict):
-    """A Triton service (Clara's deprecated ``services:``), mapped onto the job's Triton instance."""
+    """Clara's (deprecated) ``services:``: a Triton service is mapped onto the job's Triton instance;
+    any other runs as a container beside its operator (clarad/containers/services.py)."""
 
     name: str
     description: Optional[str] = None
     container: ServiceContainer
     connections: Connections = Connections()
+    requests: Requests = Requests()
+    variables: dict[str, Scalar] = {}
     _valid = field_validator("name")(check_name)
+    _vars = field_validator("variables")(check_variables)
+
+    @property
+    def is_triton(self) -> bool:
+        return is_triton_image(self.container.image)
 
     @property
     def load_models(self) -> list[str]:
@@ -173,13 +182,22 @@ class Operator(_Strict):
     def model_names(self) -> list[str]:
         """The operator's ``models:``; failing that, the models its Triton service's command names."""
         own = [model.name for model in self.models]
-        return own or list(dict.fromkeys(name for service in self.services for name in service.load_models))
+        return own or list(dict.fromkeys(name for service in self.triton_services for name in service.load_models))
+
+    @property
+    def triton_services(self) -> list[Service]:
+        return [service for service in self.services if service.is_triton]
+
+    @property
+    def container_services(self) -> list[Service]:
+        """Services run as containers beside the operator (not Triton's)."""
+        return [service for service in self.services if not service.is_triton]
 
     @property
     def connections(self) -> dict[str, str]:
         """Variables a Triton service's ``connections`` name: "grpc" for Triton's gRPC port, else "http"."""
         return {c.name: "grpc" if c.port == TRITON_GRPC_PORT else "http"
-                for service in self.services for c in service.connections.http}
+                for service in self.triton_services for c in service.connections.http}
 
     @property
     def upstream(self) -> set[str]:

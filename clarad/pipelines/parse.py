@@ -88,9 +88,25 @@ def _parse(text: str, source: str, args: Optional[Mapping[str, str]]) -> tuple[O
             if not any(_covers(where, refused) for refused in swept.paths):
                 problems.append(f"{source}: {where}: {error['msg']}")
         return None, problems
-    pipeline._notes = swept.notes
+    pipeline._notes = swept.notes + _triton_service_notes(pipeline, source)
     pipeline._source = source
     return pipeline, problems
+
+
+def _triton_service_notes(pipeline: Pipeline, source: str) -> list[str]:
+    """A Triton service's tag and requests describe the container Clara would start; the job's instance
+    is clarad's own tritonserver: set aside, with a log line."""
+    notes = []
+    for op in pipeline.operators:
+        for index, service in enumerate(op.services):
+            where = f'{source}: operator "{op.name}": services[{index}]'
+            if service.is_triton and service.container.tag is not None:
+                notes.append(f"{where}.container.tag set aside: the job's instance is clarad's own tritonserver, "
+                             "whatever the tag")
+            if service.is_triton and "requests" in service.model_fields_set:
+                notes.append(f"{where}.requests set aside: the job's instance is clarad's (a GPU instance when the "
+                             "host has GPUs)")
+    return notes
 
 
 def _covers(where: str, refused: str) -> bool:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.e2e import images
-from tests.e2e.clarad_process import DEMO, Clarad
+from tests.e2e.clarad_process import DEMO, Clarad, free_port
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.skipif(images.PODMAN is None, reason=images.NO_PODMAN),
@@ -236,3 +236,24 @@ def test_a_container_over_its_memory_request_is_faulted_naming_it(clarad: Clarad
     assert job["reason"].startswith('operator "hog" '), job["reason"]
     assert "more memory than requests.memory (32 MB)" in job["reason"]  # as the runtime knows it, or most likely
     assert containers(clarad.state) == []
+
+
+def test_a_service_runs_beside_its_operator_which_reaches_it_through_its_connection(
+        clarad: Clarad, busybox: str, tmp_path: Path) -> None:
+    web = images.image("web", {"/www/hello.txt": "hello from the service\n"})
+    port = free_port()
+    repository, tag = busybox.rsplit(":", 1)
+    add_pipeline(clarad, {"api-version": "0.4.0", "operators": [{
+        "name": "fetch",
+        "container": {"image": repository, "tag": tag,
+                      "command": ["sh", "-c", "wget -q -O /output/got.txt http://$(WEB_URI)/hello.txt"]},
+        "input": [{"path": "/input"}], "output": [{"path": "/output"}],
+        "services": [{"name": "web", "container": {"image": web.rsplit(":", 1)[0], "tag": web.rsplit(":", 1)[1],
+                                                   "command": ["httpd", "-f", "-v", "-p", str(port), "-h", "/www"]},
+                      "connections": {"http": [{"name": "WEB_URI", "port": port}]}}]}]}, "boxed-service")
+    job = clarad.wait_job_stopped(start_job(clarad, "boxed-service", payload(tmp_path, {"a": "a"})))
+    assert job["status"] == "HEALTHY", job["reason"]
+    real = Path(job["directory"])
+    assert (real / "operators" / "fetch" / "got.txt").read_text() == "hello from the service\n"
+    assert "response:200" in (real / "logs" / "fetch.web.log").read_text()  # the service's own output (httpd -v)
+    assert containers(clarad.state) == []  # the service went with its operator

@@ -18,18 +18,19 @@ OP = "name: p\noperators:\n- name: a\n  command: [run]\n"
 REFUSED_SAMPLES = {
     "operators[].input[].shape": OP + "  input: [{path: /input, shape: [3]}]\n",
     "operators[].output[].shape": OP + "  output: [{path: /output, shape: [3]}]\n",
-    "operators[].services[].variables": OP + "  models: [{name: m}]\n  services:\n  - name: t\n"
-                                             "    container: {image: nvcr.io/nvidia/tritonserver}\n    variables: {A: 1}\n",
     "operators[].services[].import": OP + "  models: [{name: m}]\n  services:\n  - import: {path: trtis.yaml}\n",
     "operators[].import": "name: p\noperators:\n- name: a\n  import: {path: a.yaml}\n  command: [run]\n",
 }
 IGNORED_SAMPLES = {
     "orchestrator": "orchestrator: Argo\n" + OP,
     "pull-secrets": "pull-secrets: [ngc]\n" + OP,
-    "operators[].services[].container.tag": OP + "  models: [{name: m}]\n  services:\n  - name: t\n"
-                                                 "    container: {image: nvcr.io/nvidia/tritonserver, tag: '21.04'}\n",
-    "operators[].services[].requests": OP + "  models: [{name: m}]\n  services:\n  - name: t\n"
-                                            "    container: {image: nvcr.io/nvidia/tritonserver}\n    requests: {gpu: 1}\n",
+}
+# A Triton service's tag and requests are set aside with a note; another service's are applied.
+TRITON_NOTED = {
+    "services[0].container.tag": OP + "  models: [{name: m}]\n  services:\n  - name: t\n"
+                                      "    container: {image: nvcr.io/nvidia/tritonserver, tag: '21.04'}\n",
+    "services[0].requests": OP + "  models: [{name: m}]\n  services:\n  - name: t\n"
+                                 "    container: {image: nvcr.io/nvidia/tritonserver}\n    requests: {gpu: 1}\n",
 }
 
 
@@ -63,6 +64,21 @@ def test_an_ignored_key_is_accepted_with_a_note_naming_it(key: str) -> None:
     assert pipeline is not None
     where = re.sub(r"^operators\[\]\.", 'operator "a": ', key).replace("[]", "[0]")
     assert [note.split(" set aside: ")[0] for note in pipeline.notes] == [f"sample.yaml: {where}"]
+
+
+@pytest.mark.parametrize("key", sorted(TRITON_NOTED))
+def test_a_triton_services_tag_and_requests_are_set_aside_with_a_note(key: str) -> None:
+    pipeline, problems = validate(TRITON_NOTED[key], "sample.yaml", {"m"}, 0, 2)
+    assert problems == [] and pipeline is not None
+    assert [note.split(" set aside: ")[0] for note in pipeline.notes] == [f'sample.yaml: operator "a": {key}']
+
+
+def test_a_triton_services_variables_are_refused() -> None:
+    text = (OP + "  models: [{name: m}]\n  services:\n  - name: t\n"
+            "    container: {image: nvcr.io/nvidia/tritonserver}\n    variables: {A: 1}\n")
+    assert validate(text, "sample.yaml", {"m"}, 0, 2)[1] == [
+        'sample.yaml: operator "a": services[0].variables: variables of the Triton container; the job\'s instance '
+        "is clarad's tritonserver, configured by clarad"]
 
 
 @pytest.mark.parametrize(("text", "where"), [

@@ -202,3 +202,31 @@ def test_a_host_operator_is_no_container_and_a_tag_needs_an_image() -> None:
     assert parse_pipeline(pipeline(command=["true"])).operators[0].image is None
     _, problems = validate(pipeline(container={"tag": "1", "command": ["run"]}), "p.yaml", set(), 0, 2, runtime="podman")
     assert problems == ['p.yaml: operator "seg": container.tag: the tag of an image, but container.image is not given']
+
+
+# -- services ------------------------------------------------------------------------------------
+
+SERVICE = {"name": "cache", "container": {"image": "redis", "tag": "7", "command": ["redis-server"]},
+           "connections": {"http": [{"name": "CACHE_URI", "port": 6379}]}}
+
+
+def test_a_service_that_is_not_tritons_runs_as_a_container_beside_its_operator() -> None:
+    text = pipeline(command=["run"], services=[SERVICE])
+    accepted, problems = validate(text, "p.yaml", set(), 0, 2, runtime="podman")
+    assert problems == [] and accepted is not None
+    operator = accepted.operators[0]
+    assert [s.name for s in operator.container_services] == ["cache"] and operator.triton_services == []
+    assert operator.connections == {} and operator.model_names == []  # nothing of it is Triton's
+    assert spec.image_ref_of("redis", "7") == "redis:7"
+
+
+def test_a_service_container_needs_the_runtime_its_ports_and_no_gpu() -> None:
+    _, problems = validate(pipeline(command=["run"], services=[SERVICE]), "p.yaml", set(), 0, 2, runtime=None)
+    assert problems == [f'p.yaml: operator "seg": services[0].container.image: \'redis\' is not a Triton image: it '
+                        f"runs as a container, and {engine.NO_RUNTIME}"]
+    second = {**SERVICE, "name": "again", "requests": {"gpu": 1},
+              "connections": {"http": [{"name": "A", "port": 6379}, {"name": "B"}]}}
+    _, problems = validate(pipeline(command=["run"], services=[SERVICE, second]), "p.yaml", set(), 1, 2,
+                           runtime="podman")
+    assert [problem.split(": ")[2] for problem in problems] == [
+        "services[1].requests.gpu", "services[1].connections.http[0].port", "services[1].connections.http[1].port"]
