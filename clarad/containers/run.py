@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+import psutil
+
 from clarad import children
 from clarad.config import Settings
 from clarad.containers import gpus as container_gpus
@@ -72,6 +74,7 @@ async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, tr
                                      "at the end of the operator's log)", 125)
     finally:
         await children.wait_through_cancel(asyncio.ensure_future(remove(engine, name)))
+        await asyncio.to_thread(reap_monitors, name)
     return outcome
 
 
@@ -97,6 +100,27 @@ async def remove(engine: Engine, name: str) -> None:
 async def _oom_killed(engine: Engine, name: str) -> bool:
     done = await _exec(spec.oom_argv(engine.path, name), COMMAND_TIMEOUT)
     return done is not None and done[0] == 0 and done[1].strip() == "true"
+
+
+MONITOR_WAIT = 5.0  # seconds for a removed container's monitor to exit
+
+
+def reap_monitors(name: str) -> None:
+    """Reap the runtime's container monitors (conmon) that clarad adopted: each leaves the client that
+    started it, and under operator_containment = descendants clarad is a child subreaper, so they
+    become clarad's. The removed container ``name``'s is waited for (bounded), every other that has
+    exited is reaped too. clarad never starts a conmon itself, so no wait of its own is taken."""
+    for child in psutil.Process().children():
+        try:
+            if child.name() != "conmon":
+                continue
+            if child.status() != psutil.STATUS_ZOMBIE:
+                argv = child.cmdline()
+                if argv[argv.index("-n"):][:2] != ["-n", name]:  # another container's, still running
+                    continue
+            child.wait(MONITOR_WAIT)  # psutil reaps a child of this process it waits for
+        except (psutil.Error, ValueError, ChildProcessError):
+            continue
 
 
 async def image_present(engine: Engine, image: str) -> bool:

@@ -113,4 +113,5 @@ async def _stop_all(started: list[tuple[str, children.Child, IO[Any]]], engine: 
             registry.forget(child.pid)
         await containers.remove(engine, name)
         log_file.close()
+        await asyncio.to_thread(containers.reap_monitors, name)
 

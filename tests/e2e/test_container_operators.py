@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -257,3 +258,20 @@ def test_a_service_runs_beside_its_operator_which_reaches_it_through_its_connect
     assert (real / "operators" / "fetch" / "got.txt").read_text() == "hello from the service\n"
     assert "response:200" in (real / "logs" / "fetch.web.log").read_text()  # the service's own output (httpd -v)
     assert containers(clarad.state) == []  # the service went with its operator
+
+
+def test_as_a_child_subreaper_clarad_leaves_no_container_monitor_unreaped(busybox: str, tmp_path: Path) -> None:
+    """operator_containment = descendants makes clarad adopt each container's monitor (conmon)."""
+    daemon = Clarad(tmp_path / "state", CLARAD_OPERATOR_CONTAINMENT="descendants").start()
+    try:
+        repository, tag = busybox.rsplit(":", 1)
+        add_pipeline(daemon, {"api-version": "0.4.0", "operators": [{
+            "name": "a", "container": {"image": repository, "tag": tag, "command": ["true"]}}]}, "boxed-reaped")
+        for n in range(2):
+            job = daemon.wait_job_stopped(start_job(daemon, "boxed-reaped", payload(tmp_path / str(n), {"a": "a"})))
+            assert job["status"] == "HEALTHY", job["reason"]
+        assert daemon.proc is not None
+        assert [child.name() for child in psutil.Process(daemon.proc.pid).children()
+                if child.status() == psutil.STATUS_ZOMBIE] == []
+    finally:
+        daemon.stop_if_running()
