@@ -277,12 +277,14 @@ def describe(pipeline: Pipeline) -> dict[str, object]:
         "operators": [{
             "name": op.name,
             "description": op.description,
+            "image": op.image and (f"{op.image}:{env_value(op.container.tag)}" if op.container and
+                                   op.container.tag is not None else op.image),
             "command": op.argv,
             "input": [{"from": i.from_, "name": i.name, "path": i.path} for i in op.input],
             "output": [{"name": o.name, "path": o.path} for o in op.output],
             "requests": op.requests.model_dump(exclude_none=True),
             "models": op.model_names,
-            "services": [s.name for s in op.services],
+            "services": [s.name if s.is_triton else f"{s.name} ({s.container.image}, a container)" for s in op.services],
             "connections": op.connections,
         } for op in pipeline.operators],
     }
