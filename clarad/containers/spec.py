@@ -62,7 +62,11 @@ def container_env(op: Operator, job_id: str, job_name: str, workspace: Workspace
     own mount namespace gets (``op`` with its paths, see ``Operator.with_default_paths``), nothing of
     clarad's own environment (the image has its PATH, HOME...), and no ``CLARAD_*`` real directories."""
     env = operator_env({}, op, job_id, job_name, workspace, triton, ",".join(gpus), namespaced=True)
-    return {key: value for key, value in env.items() if not key.startswith("CLARAD_")}
+    env = {key: value for key, value in env.items() if not key.startswith("CLARAD_")}
+    # CUDA images say NVIDIA_VISIBLE_DEVICES=all, and NVIDIA's runtime hook, where installed, gives the
+    # container what it names: only the granted GPUs, or none ("void").
+    env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus) or "void"
+    return env
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,8 @@ def test_the_environment_has_the_container_paths_and_nothing_of_the_host(tmp_pat
     assert (env["NVIDIA_TRITON_GRPCURI"], env["MODE"], env["CUDA_VISIBLE_DEVICES"]) == ("127.0.0.1:8001", "fast",
                                                                                          "GPU-a")
     assert "PATH" not in env and not any(key.startswith("CLARAD_") for key in env)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "GPU-a"  # not the image's "all", for NVIDIA's runtime hook
+    assert spec.container_env(operator, "j1", "j", workspace, None, [])["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert [(b.seen, b.writable) for b in workspace.binds(operator)] == [
         ("/in", False), ("/out", True), ("/logs", True), ("/publish", True)]
 
