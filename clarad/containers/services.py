@@ -53,7 +53,7 @@ async def _start(service: Service, op: Operator, job_id: str, workspace: Workspa
                  registry: children.ChildRegistry, engine: Engine,
                  started: list[tuple[str, children.Child, IO[Any]]]) -> dict[str, str]:
     image = spec.image_ref_of(service.container.image, service.container.tag)
-    what = f"service {service.name} of operator {op.name}"
+    what = f"service {service.name}"  # the job's reason names the operator
     if settings.container_pull == "never" and not await containers.image_present(engine, image):
         raise ClaradError(f"{what}: {spec.missing_image(engine.name, image)}")
     ports = [c.port for c in service.connections.http if c.port is not None]

@@ -185,6 +185,7 @@ def test_after_a_kill_of_clarad_the_next_start_removes_its_containers_and_only_i
         daemon.start()
         assert containers(daemon.state) == []
         assert f"removed container {name}, left by a previous clarad" in daemon.log.read_text()
+        assert f"container operators run with podman ({images.PODMAN})" in daemon.log.read_text()  # the choice
         alive = subprocess.run([images.PODMAN, "ps", "--filter", f"id={other}", "--format", "{{.ID}}"],
                                capture_output=True, text=True, check=True).stdout
         assert other.startswith(alive.strip()) and alive.strip()  # another state directory's: untouched
@@ -275,3 +276,18 @@ def test_as_a_child_subreaper_clarad_leaves_no_container_monitor_unreaped(busybo
                 if child.status() == psutil.STATUS_ZOMBIE] == []
     finally:
         daemon.stop_if_running()
+
+
+def test_a_service_whose_image_is_missing_faults_its_operator_which_never_runs(clarad: Clarad, busybox: str,
+                                                                              tmp_path: Path) -> None:
+    repository, tag = busybox.rsplit(":", 1)
+    add_pipeline(clarad, {"api-version": "0.4.0", "operators": [{
+        "name": "fetch", "container": {"image": repository, "tag": tag, "command": ["touch", "/output/ran"]},
+        "input": [{"path": "/input"}], "output": [{"path": "/output"}],
+        "services": [{"name": "web", "container": {"image": "localhost/clarad-test/never-built", "tag": "2"},
+                      "connections": {"http": [{"name": "WEB_URI", "port": free_port()}]}}]}]}, "boxed-no-service")
+    job = clarad.wait_job_stopped(start_job(clarad, "boxed-no-service", payload(tmp_path, {"a": "a"})))
+    assert job["status"] == "FAULTED"
+    assert job["reason"].startswith('operator "fetch" service web: image '
+                                    "localhost/clarad-test/never-built:2 is not in podman's local image store"), job["reason"]
+    assert not (Path(job["directory"]) / "operators" / "fetch" / "ran").exists()
