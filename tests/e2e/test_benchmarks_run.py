@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,3 +21,11 @@ def test_a_benchmark_runs_on_a_tiny_size(script: str, args: list[str], expected:
     done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert expected in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed here: no container to measure")
+def test_the_container_benchmark_runs_on_a_tiny_size() -> None:
+    done = subprocess.run([sys.executable, str(BENCH / "containers.py"), "--jobs", "1"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "container / host" in done.stdout
