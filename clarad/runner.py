@@ -186,6 +186,8 @@ class JobRunner:
     async def _work(self, running: RunningJob) -> tuple[JobStatus, str]:
         job = running.job
         workspace = Workspace(self.layout.job_dir(job.id))
+        if self.engine is not None and self.settings.container_pull == "never":
+            await containers.check_images(self.engine, job.pipeline)  # before anything of the job runs
         await asyncio.to_thread(prepare_workspace, workspace, job.pipeline, self.settings.operator_user)
         endpoints = await self._prepare_all(running.leases)
         self.store.note_job_models(job.id, {name: lease.instance.loaded[name] for lease in running.leases

@@ -30,7 +30,7 @@ from clarad.containers import spec
 from clarad.containers.engine import Engine
 from clarad.errors import ClaradError
 from clarad.operators import Endpoints, Outcome, Workspace, expand, run_operator
-from clarad.pipelines import Operator
+from clarad.pipelines import Operator, Pipeline
 
 log = logging.getLogger("clarad")
 
@@ -43,8 +43,6 @@ async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, tr
     """Run one container operator to its end; the container is gone when this returns."""
     op = op.with_default_paths()
     image = spec.image_ref(op)
-    if settings.container_pull == "never" and not await image_present(engine, image):
-        return Outcome(False, spec.missing_image(engine.name, image), None)
     try:
         devices = await asyncio.to_thread(gpu_devices, engine.name, gpus)
         user = identity(settings.operator_user)
@@ -56,7 +54,6 @@ async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, tr
         name, image, expand(op.argv, env), env, workspace.binds(op), spec.labels(Path(registry.marker), job_id, op.name),
         user=user, memory_mb=op.requests.memory, cpus=op.requests.cpu, devices=devices, ulimits=own_ulimits(),
         pull=settings.container_pull)
-    await remove(engine, name)  # one of this name from a try of this job that clarad could not clean up
     client_env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
     try:
         outcome = await run_operator(op, spec.run_argv(engine.path, container), client_env, workspace,
@@ -69,9 +66,11 @@ async def run(op: Operator, job_id: str, job_name: str, workspace: Workspace, tr
             # The runtime does not always learn of the kernel's kill (cgroup v1): say what is most likely.
             outcome = Outcome(False, f"killed by SIGKILL, most likely by the kernel for using more memory than "
                                      f"requests.memory ({op.requests.memory} MB), the container's limit", -9)
-        elif outcome.exit_code == 125:
-            outcome = Outcome(False, f"{engine.name} could not run the container (exit status 125; its reason is "
-                                     "at the end of the operator's log)", 125)
+        elif outcome.exit_code == 125:  # the runtime's own failure: the image is checked only then
+            missing = settings.container_pull == "never" and not await image_present(engine, image)
+            outcome = Outcome(False, spec.missing_image(engine.name, image) if missing else
+                              f"{engine.name} could not run the container (exit status 125; its reason is at the end "
+                              "of the operator's log)", 125)
     finally:
         await children.wait_through_cancel(asyncio.ensure_future(remove(engine, name)))
         await asyncio.to_thread(reap_monitors, name)
@@ -103,6 +102,21 @@ async def _oom_killed(engine: Engine, name: str) -> bool:
 
 
 MONITOR_WAIT = 5.0  # seconds for a removed container's monitor to exit
+
+
+async def check_images(engine: Engine, pipeline: Pipeline) -> None:
+    """Raise ClaradError naming the first image of the pipeline (its operators' and their services')
+    that the local store lacks, who needs it, and the line that loads it."""
+    wanted: dict[str, str] = {}
+    for op in pipeline.operators:
+        if op.image is not None:
+            wanted.setdefault(spec.image_ref(op), f'operator "{op.name}"')
+        for service in op.container_services:
+            wanted.setdefault(spec.image_ref_of(service.container.image, service.container.tag),
+                              f'operator "{op.name}" service {service.name}')
+    for image, who in wanted.items():
+        if not await image_present(engine, image):
+            raise ClaradError(f"{who}: {spec.missing_image(engine.name, image)}")
 
 
 def reap_monitors(name: str) -> None:

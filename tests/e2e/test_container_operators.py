@@ -158,13 +158,20 @@ def test_a_cancel_stops_and_removes_the_container(clarad: Clarad, busybox: str, 
     assert containers(clarad.state) == []
 
 
-def test_a_missing_image_refuses_the_job_with_the_line_that_loads_it(clarad: Clarad, tmp_path: Path) -> None:
+def test_a_missing_image_refuses_the_job_with_the_line_that_loads_it(clarad: Clarad, busybox: str,
+                                                                    tmp_path: Path) -> None:
     absent = "localhost/clarad-test/never-built"
-    add_pipeline(clarad, sleeper(f"{absent}:1", "boxed-absent"), "boxed-absent")
+    repository, tag = busybox.rsplit(":", 1)
+    data = sleeper(f"{absent}:1", "boxed-absent")
+    data["operators"][0]["input"] = [{"from": "first", "path": "/input"}]
+    data["operators"].insert(0, {"name": "first", "container": {"image": repository, "tag": tag,
+                                                               "command": ["touch", "/output/ran"]}})
+    add_pipeline(clarad, data, "boxed-absent")
     job = clarad.wait_job_stopped(start_job(clarad, "boxed-absent", payload(tmp_path, {"a": "a"})))
     assert job["status"] == "FAULTED"
-    assert f"image {absent}:1 is not in podman's local image store" in job["reason"]
-    assert 'podman load -i FILE.tar' in job["reason"]
+    assert job["reason"].startswith(f'operator "nap": image {absent}:1 is not in podman\'s local image store: load it '
+                                    'with "podman load -i FILE.tar"'), job["reason"]
+    assert not (Path(job["directory"]) / "operators" / "first" / "ran").exists()  # refused before anything ran
 
 
 def test_after_a_kill_of_clarad_the_next_start_removes_its_containers_and_only_its(
