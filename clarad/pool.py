@@ -59,6 +59,14 @@ class Server(Protocol):
         """Running, and answering within a few seconds (a frozen process is not)."""
         ...
 
+    def running(self) -> bool:
+        """The process is there and not stopped, as the process table says (no call to it)."""
+        ...
+
+    def answered_within(self, seconds: float) -> bool:
+        """A health probe succeeded in the last ``seconds``."""
+        ...
+
     async def memory_used(self) -> int:
         """Bytes in use on the device the instance loads models onto."""
         ...

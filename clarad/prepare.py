@@ -29,6 +29,17 @@ from clarad.store import Store
 log = logging.getLogger("clarad")
 
 RELEASE_WAIT = 5.0  # seconds an unload's memory has to come back before the instance counts as leaking
+# An idle instance that answered a health probe this recently (the one at the end of its last job)
+# and whose process is still running and not stopped is handed to the next job without asking
+# Triton again: a stream of jobs pays no probe. One that hangs in between fails the operator's own
+# calls, and the job faults with their error.
+VOUCHED_SECONDS = 30.0
+
+
+def vouched_for(instance: Instance) -> bool:
+    """Whether ``instance`` may be used without a health probe (see VOUCHED_SECONDS)."""
+    server = instance.server
+    return server is not None and server.answered_within(VOUCHED_SECONDS) and server.running()
 
 
 class Preparer:
@@ -53,6 +64,9 @@ class Preparer:
             self.pool.started(instance, started)
             log.info("instance %s started on %s: grpc %s, http %s", instance.id, instance.slot.id,
                      started.ports.grpc_uri, started.ports.http_uri)
+        elif vouched_for(instance):
+            if not decision.unload and not decision.load and set(wanted) <= instance.loaded.keys():
+                return Endpoints(instance.server.ports.grpc_uri, instance.server.ports.http_uri)  # a warm hit
         elif not await instance.server.healthy():  # e.g. frozen (SIGSTOP) while idle: stopped, not waited on
             how = "did not answer a health probe; it is stopped"
             self.pool.on_lost(instance, how)  # no operator has started: the job is queued again

@@ -81,7 +81,13 @@ class ModelledTriton:
     frozen: bool = False  # modelled SIGSTOP: alive, but answers nothing
 
     async def healthy(self) -> bool:
+        return self.running()
+
+    def running(self) -> bool:
         return self.alive and not self.frozen
+
+    def answered_within(self, seconds: float) -> bool:
+        return False  # every reuse asks healthy(), as a stale probe would
 
     async def memory_used(self) -> int:
         return self.leaked + sum(self.memory.get(model, 0) for model in self.served)

@@ -231,6 +231,7 @@ class TritonServer:
     shm_prefix: str  # its Python backend's shared-memory regions
     binary_name: str
     client: grpcclient.InferenceServerClient = field(init=False)
+    answered_at: Optional[float] = field(default=None, init=False)  # monotonic time of its last good health probe
 
     def __post_init__(self) -> None:
         self.client = grpcclient.InferenceServerClient(self.ports.grpc_uri)
@@ -242,6 +243,7 @@ class TritonServer:
                     f"tritonserver {self.id} {children.describe_exit(self.child.proc.returncode)}: {self.last_log_line()}"
                 )
             if await asyncio.to_thread(self._ready, min(1.0, max(0.05, deadline - time.monotonic()))):
+                self.answered_at = time.monotonic()
                 return
             await asyncio.sleep(0.05)
         raise TritonError(f"tritonserver {self.id} not ready after {timeout:g} s: {self.last_log_line()}")
@@ -263,17 +265,29 @@ class TritonServer:
     async def healthy(self, within: float = HEALTH_TIMEOUT) -> bool:
         """Whether the server is running and answers (is live) within ``within`` seconds. A
         stopped (SIGSTOP) or exited process is known at once, without waiting."""
-        if not self.alive:
-            return False
-        try:
-            if psutil.Process(self.pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP,
-                                                     psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-                return False
-        except psutil.Error:
+        if not self.running():
             return False
         # Liveness, not readiness: under --strict-readiness a server is "not ready" while any model
         # loads or unloads, which a healthy one does all the time. A frozen one does not answer at all.
-        return await asyncio.to_thread(self._ready, within, False)
+        if not await asyncio.to_thread(self._ready, within, False):
+            return False
+        self.answered_at = time.monotonic()
+        return True
+
+    def running(self) -> bool:
+        """Its process is there and scheduled: not exited, not stopped (SIGSTOP), not a zombie. A
+        look at /proc, no call to Triton."""
+        if not self.alive:
+            return False
+        try:
+            return psutil.Process(self.pid).status() not in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP,
+                                                             psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+        except psutil.Error:
+            return False
+
+    def answered_within(self, seconds: float) -> bool:
+        """Whether it answered a health probe in the last ``seconds``."""
+        return self.answered_at is not None and time.monotonic() - self.answered_at <= seconds
 
     def last_log_line(self) -> str:
         """The log's last line, read from its tail only (the log grows for as long as Triton runs)."""

@@ -385,3 +385,55 @@ def test_the_database_is_not_readable_by_others_whatever_the_umask(tmp_path: Pat
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "clarad.db").stat().st_mode) == 0o640
+
+
+def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(thread name, file) of each fsync clarad's database makes; the real fsync still runs."""
+    import threading
+
+    synced: list[tuple[str, str]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(database.os, "fsync", fsync)
+    return synced
+
+
+def test_commits_on_the_loop_are_synced_in_a_worker_thread_not_on_the_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "clarad.db")
+    synced = _record_fsyncs(monkeypatch)
+    loop_thread = []
+
+    async def dispatch() -> None:
+        import threading
+
+        loop_thread.append(threading.current_thread().name)
+        for n in range(5):
+            store.create_job(f"{n:032x}", "seg", f"scan-{n}", "normal", ["a"], now=10.0)
+        while store._flushing is not None:  # the last fsync under way
+            await asyncio.sleep(0.001)
+
+    try:
+        asyncio.run(dispatch())
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: the commit itself waits for no disk
+        assert synced, "the WAL was never synced"
+        assert all(thread != loop_thread[0] for thread, _ in synced)
+        assert all(path == f"{tmp_path / 'clarad.db'}-wal" for _, path in synced)
+        assert len(synced) <= 5  # commits made while one is under way share the next
+    finally:
+        store.close()
+
+
+def test_a_commit_outside_the_loop_is_synced_before_it_returns(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "clarad.db")
+    synced = _record_fsyncs(monkeypatch)
+    try:
+        store.create_job(JOB, "seg", "scan-1", "normal", ["a"], now=10.0)
+        assert [path for _, path in synced] == [f"{tmp_path / 'clarad.db'}-wal"]
+    finally:
+        store.close()
