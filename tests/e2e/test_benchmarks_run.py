@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 @pytest.mark.parametrize(("script", "args", "expected"), [
     ("dispatch.py", ["--jobs", "2"], "overhead over a bare spawn"),
+    ("cold_path.py", ["--runs", "1", "--models", "1"], "cold path overhead, clarad / bare"),
     ("pool_policies.py", ["--jobs", "2", "--models", "1", "--pipelines", "1", "--interval", "0"], "fresh / clarad"),
     ("footprint.py", ["--idle-seconds", "0.5", "--models", "5", "--finished", "20", "--burst", "2"], "idle CPU"),
 ])
