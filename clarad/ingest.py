@@ -42,6 +42,7 @@ NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs)
 @dataclass(frozen=True)
 class NewJob:
     id: str
+    pipeline: Pipeline  # its definition, resolved and checked
 
 
 class Ingest:
@@ -190,13 +191,10 @@ class Ingest:
         if record is None:
             raise RejectedDrop(f"no pipeline named {pipeline_key!r}: drop its definition into inbox/pipelines first",
                                "no_pipeline")
-        where = f"pipeline {record['name']}"
-        definition = await asyncio.to_thread(resolve_for_job, record["definition"], where, params)
-        pipeline = await self.validated(definition, where)
         job_id = new_id()
         job_dir = self.layout.job_dir(job_id)
-        job_dir.mkdir(parents=True)
-        (job_dir / "pipeline.yaml").write_text(definition, encoding="utf-8")
+        pipeline = await asyncio.to_thread(self._job_definition, record["definition"], f"pipeline {record['name']}",
+                                           params, self.store.model_digests(), job_dir)
         payload = job_dir / "input"
         whole = source.is_dir() and not source.is_symlink()
         target = payload if whole else payload / source.name
@@ -216,7 +214,19 @@ class Ingest:
         self.metrics.drops_accepted.labels("jobs").inc()
         log.info("job %s created: pipeline %s, payload %s, priority %s%s", job_id, pipeline.name, name, priority.value,
                  "".join(f", {k}={v}" for k, v in params.items()))
-        return NewJob(job_id)
+        return NewJob(job_id, pipeline)
+
+    def _job_definition(self, template: str, where: str, params: Mapping[str, str], models: Collection[str],
+                        job_dir: Path) -> Pipeline:
+        """In a worker thread, in one go: the job's definition resolved and checked, written into its
+        new directory. Raises PipelineRejected with every problem (no directory made then)."""
+        definition = resolve_for_job(template, where, params)
+        pipeline, problems = checked(definition, where, models, self.gpus, self.cpus, self.max_models)
+        if pipeline is None:
+            raise PipelineRejected(problems[0], problems=problems)
+        job_dir.mkdir(parents=True)
+        (job_dir / "pipeline.yaml").write_text(definition, encoding="utf-8")
+        return pipeline
 
     def remove_pipeline(self, pipeline_key: str, force: bool) -> dict[str, Any]:
         """Remove a pipeline: refused while jobs of it wait or run, unless ``force`` (they carry their

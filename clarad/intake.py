@@ -18,6 +18,7 @@ from typing import Optional
 
 from clarad import inbox
 from clarad.ingest import Ingest
+from clarad.pipelines import Pipeline
 
 log = logging.getLogger("clarad")
 
@@ -26,12 +27,13 @@ LOOK_AGAIN = 10  # a tree being written is walked again only after ten times wha
 
 
 class Intake:
-    def __init__(self, inbox_dir: Path, ingest: Ingest, settle_seconds: float, on_job: Callable[[str], None],
+    def __init__(self, inbox_dir: Path, ingest: Ingest, settle_seconds: float,
+                 on_job: Callable[[str, Pipeline], None],
                  wake: Callable[[], None]) -> None:
         self.inbox_dir = inbox_dir
         self.ingest = ingest
         self.settle_seconds = settle_seconds
-        self.on_job = on_job  # a payload became this job
+        self.on_job = on_job  # a payload became this job (its id, its checked definition)
         self.wake = wake
         self.drops: dict[Path, inbox.Drop] = {}
         self.complete: set[Path] = set()  # known to be whole: renamed in, or ready and deferred
@@ -93,7 +95,7 @@ class Intake:
             self.drops.pop(drop.path, None)
             self.ingesting.pop(drop.path, None)
         if job is not None:
-            self.on_job(job.id)
+            self.on_job(job.id, job.pipeline)
         self.wake()
 
     async def stop(self) -> None:

@@ -32,7 +32,7 @@ from clarad.jobs import JobState, JobStatus, Priority, QueuedJob, queue_order
 from clarad.layout import Layout
 from clarad.memory import gpu_memory, host_memory, less
 from clarad.metrics import Metrics, Snapshot
-from clarad.pipelines import parse_pipeline
+from clarad.pipelines import Pipeline, parse_pipeline
 from clarad.placement import Action, Memory, Place, World
 from clarad.pool import Instance, InstanceState, Pool
 from clarad.runner import JobRunner, Lease, RunningJob
@@ -69,13 +69,14 @@ class Scheduler:
 
     # -- jobs coming and going ---------------------------------------------------------------
 
-    def enqueue(self, job_id: str) -> None:
-        """Queue a PENDING job of the store; one whose pipeline cannot be read is faulted."""
+    def enqueue(self, job_id: str, pipeline: Optional[Pipeline] = None) -> None:
+        """Queue a PENDING job of the store, with its ``pipeline`` when the caller has it checked
+        already, else read from its directory; one whose pipeline cannot be read is faulted."""
         record = self.store.job(job_id)
         assert record is not None
         try:
-            text = (self.layout.job_dir(job_id) / "pipeline.yaml").read_text(encoding="utf-8")
-            pipeline = parse_pipeline(text)
+            if pipeline is None:
+                pipeline = parse_pipeline((self.layout.job_dir(job_id) / "pipeline.yaml").read_text(encoding="utf-8"))
         except (OSError, ClaradError) as exc:
             self.runner.finish(job_id, JobStatus.FAULTED, f"cannot read the job's pipeline: {exc}")
             return

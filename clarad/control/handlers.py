@@ -184,7 +184,7 @@ class Handlers:
             raise ClaradError(f"{path}: {copy_error(exc)}") from None
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
-        self.d.scheduler.enqueue(job.id)
+        self.d.scheduler.enqueue(job.id, job.pipeline)
         return {"id": job.id, "priority": priority.value}
 
 

@@ -30,7 +30,7 @@ def test_a_drop_looked_at_less_often_keeps_its_settle_clock(tmp_path: Path) -> N
     h = Harness(tmp_path / "state")
     try:
         taken: list[str] = []
-        intake = Intake(h.layout.inbox, h.ingest, 1.0, taken.append, lambda: None)
+        intake = Intake(h.layout.inbox, h.ingest, 1.0, lambda job_id, _pipeline: taken.append(job_id), lambda: None)
         pipeline = h.layout.inbox / "pipelines" / "p.yaml"
         pipeline.write_text("name: p\noperators:\n- name: op\n  command: [/bin/true]\n")
         drop = Drop("pipelines", pipeline)
