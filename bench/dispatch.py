@@ -10,7 +10,9 @@ job, three series, interleaved so that the machine's load falls on all alike:
 - bare: the same operator command spawned directly, time.time() before the spawn against its own.
 
 Each latency is drop (or spawn) to the operator's first line; the overhead of a series is its
-percentile minus the bare spawn's.
+percentile minus the bare spawn's. With one instance, a Poisson drop that comes while the previous
+job still runs waits for it: "Poisson, instance free" leaves those out (their share is printed).
+``--mount-namespace off`` runs operators without bwrap (the setting operator_mount_namespace).
 
     .venv-test/bin/python bench/dispatch.py                  # 200 jobs per series: a few minutes
     .venv-test/bin/python bench/dispatch.py --jobs 10        # a quick check
@@ -41,8 +43,9 @@ def bare(work: Path, n: int) -> float:
     return float((out / "t").read_text()) - began
 
 
-def poisson(d: Daemon, count: int, interval: float, rng: random.Random, first: int) -> list[float]:
-    """Drop ``count`` payloads at exponential intervals; each one's drop-to-first-line latency."""
+def poisson(d: Daemon, count: int, interval: float, rng: random.Random, first: int) -> list[tuple[float, bool]]:
+    """Drop ``count`` payloads at exponential intervals; each one's drop-to-first-line latency, and
+    whether the previous job had stopped when it was dropped (the instance was free)."""
     dropped: dict[str, float] = {}
     for n in range(first, first + count):
         time.sleep(rng.expovariate(1 / interval))
@@ -54,11 +57,13 @@ def poisson(d: Daemon, count: int, interval: float, rng: random.Random, first: i
                     and len(listed) == count and all(j["state"] == "STOPPED" for j in listed) and listed,
                     60 + 5 * count, "the Poisson jobs", 0.05)
     latencies = []
-    for job in jobs:
+    ended = 0.0  # the latest end of the jobs dropped before this one
+    for job in sorted(jobs, key=lambda j: dropped[j["name"]]):
         if job["status"] != "HEALTHY":
             raise SystemExit(f"job {job['id']} ended {job['status']}: {job['reason']}")
         stamp = d.state / "jobs" / job["id"] / "operators" / "first" / "t"
-        latencies.append(float(stamp.read_text()) - dropped[job["name"]])
+        latencies.append((float(stamp.read_text()) - dropped[job["name"]], dropped[job["name"]] >= ended))
+        ended = max(ended, job["stopped_at"])
     return latencies
 
 
@@ -72,13 +77,16 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=200, help="jobs per series (default 200)")
     parser.add_argument("--interval", type=float, default=0.25, help="mean seconds between Poisson drops")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--mount-namespace", choices=("auto", "off"), default="auto",
+                        help="operators in their own mount namespace (bwrap) where it works (default auto)")
     args = parser.parse_args()
-    log(f"command: {' '.join(sys.argv)}; commit {git_commit()}")
+    log(f"command: {' '.join(sys.argv)}; commit {git_commit()}; load average {os.getloadavg()[0]:.2f}")
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="clarad-bench-dispatch-"))
     d = Daemon(work)
     d.env["CLARAD_CPU_INSTANCES"] = "1"  # one warm instance: every job is a warm one
-    series: dict[str, list[float]] = {"back-to-back": [], "poisson": [], "bare spawn": []}
+    d.env["CLARAD_OPERATOR_MOUNT_NAMESPACE"] = args.mount_namespace
+    series: dict[str, list[float]] = {"back-to-back": [], "poisson": [], "poisson, free": [], "bare spawn": []}
     try:
         d.start()
         setup(d)
@@ -90,13 +98,20 @@ def main() -> int:
                 run = one_job(d, 1 + n)
                 series["back-to-back"].append(run["first_line"] - run["dropped"])
                 series["bare spawn"].append(bare(work, n))
-            series["poisson"] += poisson(d, size, args.interval, rng, 100_000 + start)
+            for latency, free in poisson(d, size, args.interval, rng, 100_000 + start):
+                series["poisson"].append(latency)
+                if free:
+                    series["poisson, free"].append(latency)
             log(f"{start + size}/{args.jobs}")
         loads = len(d.log_lines(r"loaded affine"))
     finally:
         d.stop()
+    print(f"mount namespace {args.mount_namespace}; load average {os.getloadavg()[0]:.2f} at the end; "
+          f"{len(series['poisson, free'])} of {len(series['poisson'])} Poisson drops found the instance free")
     print(f"{'series':<14} {'p50':>8} {'p90':>8} {'p99':>8}   overhead over a bare spawn: p50, p99")
     for name, values in series.items():
+        if not values:
+            continue
         line = f"{name:<14} " + " ".join(f"{pct(values, q) * 1e3:>6.1f}ms" for q in (50, 90, 99))
         if name != "bare spawn":
             base = series["bare spawn"]

@@ -7,7 +7,8 @@ Stopping is TERM to the group, a grace period, KILL to the group, reap, and neve
 child the kernel will not let clarad signal (EPERM) is reported and left running, still recorded.
 
 Every child starts through util-linux's ``setpriv``, which drops what clarad holds before the
-child's own program runs (see ``setpriv_argv``); it execs, so the recorded pid is the child's.
+child's own program runs (see ``setpriv_argv``); it execs, so the recorded pid is the child's. An
+operator may instead be handed to a spare process started the same way ahead of need (spares.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class ChildStore(Protocol):
     def forget_children(self) -> None: ...
 
 
+class SpareSource(Protocol):
+    """Spare processes for operators (spares.Spares): ``use`` hands an operator to one, or None."""
+
+    def use(self, argv: Sequence[str], env: Mapping[str, str], cwd: Optional[Path], log_file: IO[Any],
+            label: str, identity: Optional[tuple[int, int]]) -> "Optional[Child]": ...
+
+
 class ChildRegistry:
     """Every child clarad started and has not yet reaped. A child is recorded right after it is
     started, before clarad awaits anything else, and forgotten once reaped; one that cannot be
@@ -58,6 +66,7 @@ class ChildRegistry:
         self.containment = containment or Uncontained()  # what reaches an operator's escaped processes
         self.live: set[int] = set()  # started and not yet reaped: asyncio waits for these, no one else
         self.marker = marker  # every child's MARK: finds one started but not recorded when clarad died
+        self.spares: Optional[SpareSource] = None  # where operators may start without waiting for a cgroup
 
     def record(self, pid: int, create_time: float, kind: str, label: str) -> None:
         self.live.add(pid)
@@ -105,6 +114,7 @@ class Child:
     label: str
     created: float = 0.0  # when it started (the clock of psutil's create_time)
     killed: bool = False  # clarad sent it SIGKILL (its grace was over): not a sign of the OOM killer
+    scope: str = ""  # the label its containment knows it by, when not ``label`` (a spare's)
 
     @property
     def pid(self) -> int:
@@ -166,7 +176,11 @@ async def spawn(
             raise ClaradError(f"operator_user {user}: no such user") from None
         identity = (account.pw_uid, account.pw_gid)
     _check_runnable(argv[0], env, cwd)
-    starting = asyncio.ensure_future(_start(argv, kind, label, registry, identity, env, cwd, stdout, stderr))
+    if kind == "operator" and registry.spares is not None and stdout is not None and stderr == asyncio.subprocess.STDOUT:
+        spare = registry.spares.use(argv, env, cwd, stdout, label, identity)  # no await: nothing to cancel
+        if spare is not None:
+            return spare
+    starting = asyncio.ensure_future(start_process(argv, kind, label, registry, identity, env, cwd, stdout, stderr))
     try:
         return await asyncio.shield(starting)
     except asyncio.CancelledError:
@@ -182,15 +196,17 @@ async def spawn(
         raise
 
 
-async def _start(argv: Sequence[str], kind: str, label: str, registry: ChildRegistry,
+async def start_process(argv: Sequence[str], kind: str, label: str, registry: ChildRegistry,
                  identity: Optional[tuple[int, int]], env: Mapping[str, str], cwd: Optional[Path],
-                 stdout: Optional[IO[Any]], stderr: Union[IO[Any], int, None]) -> Child:
+                 stdout: Union[IO[Any], int, None], stderr: Union[IO[Any], int, None],
+                 stdin: Union[IO[Any], int] = asyncio.subprocess.DEVNULL, recorded_as: str = "") -> Child:
+    """Start and record one child (see ``spawn``); ``recorded_as``: its kind in the store, when not ``kind``."""
     inside = registry.containment.prefix(label) if kind == "operator" else []
     proc = await asyncio.create_subprocess_exec(
         *inside, *setpriv_argv(setpriv(), argv, identity),
-        env={**env, MARK: registry.marker} if registry.marker else dict(env),
+        env=marked(env, registry),
         cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=stdin,
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
@@ -200,8 +216,13 @@ async def _start(argv: Sequence[str], kind: str, label: str, registry: ChildRegi
         created = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         created = time.time()
-    registry.record(proc.pid, created, kind, label)
+    registry.record(proc.pid, created, recorded_as or kind, label)
     return Child(proc, kind, label, created)
+
+
+def marked(env: Mapping[str, str], registry: ChildRegistry) -> dict[str, str]:
+    """A child's environment, with the mark that finds it after a crash (survivors.py)."""
+    return {**env, MARK: registry.marker} if registry.marker else dict(env)
 
 
 async def stop(child: Child, grace: float) -> int:
@@ -312,7 +333,7 @@ async def end_scope(child: Child, registry: ChildRegistry) -> None:
 
 
 async def _end_scope(child: Child, registry: ChildRegistry) -> int:
-    stopped = await registry.containment.end(child.label, child.created, time.time(), registry.live)
+    stopped = await registry.containment.end(child.scope or child.label, child.created, time.time(), registry.live)
     if child.pid in registry.live:  # given up on by stop(): gone with its cgroup?
         try:
             await asyncio.wait_for(child.proc.wait(), REFUSED_WAIT)

@@ -40,6 +40,7 @@ from clarad.prepare import Preparer
 from clarad.repository import ModelRepository
 from clarad.runner import JobRunner
 from clarad.scheduler import Scheduler
+from clarad.spares import Spares
 from clarad.store import Store
 from clarad.systemd import log_formatter, notify, reloading, watchdog_interval
 from clarad.targets import TargetsFile
@@ -113,6 +114,11 @@ class Daemon:
         if self.engine is not None:  # before its clients are stopped: a container goes whole
             remove_leftovers(self.engine, Path(self.children.marker))
         self.children.stop_leftovers()
+        if self.children.containment.kind == "cgroup":  # where an operator's start waits for its cgroup
+            self.spares: Optional[Spares] = Spares(self.children)
+            self.children.spares = self.spares
+        else:
+            self.spares = None
         self.gpus = self.gpu_source.discover()
         self.metrics.watch_gpus(self.gpu_source)
         self.models = ModelRepository(self.layout, self.store, self.settings.model_revisions_kept)
@@ -154,6 +160,8 @@ class Daemon:
             keepalive.cancel()
         await self.intake.stop()
         await self.scheduler.stop()
+        if self.spares is not None:
+            await self.spares.stop()
         await self.pool.stop_all(self.settings.triton_stop_grace_seconds)
         observer.join(timeout=5)
         if http is not None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from clarad import containment
+from clarad.survivors import MARK
 from tests.e2e.clarad_process import DEMO, Clarad
 from tests.waiting import wait_for
 
@@ -147,3 +149,52 @@ operators:
              30, "the refusal")
     assert clarad.ask("status")["settings"]["job_timeout_seconds"] == 1.0
     assert clarad.stop() == 0
+
+
+def _spares(state: Path) -> list[psutil.Process]:
+    """The spare operator processes of the clarad of ``state`` (spares.py): marked with it, waiting."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "spare_exec.py" in " ".join(proc.info["cmdline"] or []) and \
+                    proc.environ().get(MARK) == str(state.resolve()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_spare_operator_processes_end_with_clarad_and_are_stopped_after_a_crash(tmp_path: Path) -> None:
+    clarad = Clarad(tmp_path / "state").start()
+    if "operators: one cgroup each" not in clarad.log.read_text():
+        clarad.stop()
+        pytest.skip("no cgroup can be made here: operators start without spares (only cgroups need them)")
+    clarad.drop_text(f'name: quick\noperators:\n- name: op\n  command: ["{sys.executable}", "-c", "pass"]\n',
+                     "pipelines", "quick.yaml")
+
+    def one_job(n: int, known: set[str]) -> str:
+        payload = tmp_path / f"payload-{n}"
+        payload.write_text("x")
+        clarad.drop(payload, "jobs/quick")
+        job_id = clarad.wait_new_job(known)
+        assert clarad.wait_job_stopped(job_id)["status"] == "HEALTHY"
+        return job_id
+
+    first = one_job(1, set())
+    spares = wait_for(lambda: _spares(clarad.state), 30, "spare processes after the first operator")
+    clarad.proc.send_signal(signal.SIGKILL)
+    clarad.proc.wait(10)
+    assert all(spare.is_running() for spare in spares)  # in sessions of their own: the crash leaves them
+
+    clarad.start()
+    gone, alive = psutil.wait_procs(spares, timeout=30)
+    assert alive == [], f"spares left running after the restart: {alive}"
+    one_job(2, {first})  # the operators start as before; new spares come
+    wait_for(lambda: _spares(clarad.state), 30, "new spare processes")
+    later = _spares(clarad.state)
+    assert clarad.stop() == 0
+    gone, alive = psutil.wait_procs(later, timeout=10)
+    assert alive == [], f"spares left running after clarad stopped: {alive}"
+    assert _spares(clarad.state) == []
+    parent = containment.own_cgroup()
+    assert list(parent.glob(f"{containment.scope_prefix(clarad.state)}*")) == []  # their cgroups removed too
