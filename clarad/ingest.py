@@ -14,7 +14,9 @@ import asyncio
 import logging
 import os
 import shutil
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_PIPELINE_BYTES = 1024 * 1024
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs)
+DEFINITIONS_KEPT = 16  # jobs' resolved definitions kept (pipelines taking payloads now)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class Ingest:
         self.cpus = len(os.sched_getaffinity(0))  # and CPUs (requests.cpu)
         self.trust = trust or Trust(None)  # whose drops are taken
         self.runtime = runtime  # the container runtime's name: operators with an image are refused without one
+        # (template, parameters, models, gpus, cpus, max_models, runtime) -> a job's definition and its pipeline
+        self._definitions: OrderedDict[tuple[Any, ...], tuple[str, Pipeline]] = OrderedDict()
+        self._definitions_lock = threading.Lock()  # used from worker threads
 
     async def take(self, drop: Drop) -> NewJob | None:
         """Accept or reject one complete drop; return the job it created, if any."""
@@ -219,11 +225,23 @@ class Ingest:
     def _job_definition(self, template: str, where: str, params: Mapping[str, str], models: Collection[str],
                         job_dir: Path) -> Pipeline:
         """In a worker thread, in one go: the job's definition resolved and checked, written into its
-        new directory. Raises PipelineRejected with every problem (no directory made then)."""
-        definition = resolve_for_job(template, where, params)
-        pipeline, problems = checked(definition, where, models, self.gpus, self.cpus, self.max_models)
-        if pipeline is None:
-            raise PipelineRejected(problems[0], problems=problems)
+        new directory. Raises PipelineRejected with every problem (no directory made then). The
+        payloads of one pipeline resolve alike: the last few results are kept, not worked out again."""
+        key = (template, tuple(sorted(params.items())), tuple(sorted(models)), self.gpus, self.cpus, self.max_models,
+               self.runtime)
+        with self._definitions_lock:
+            known = self._definitions.get(key)
+        if known is None:
+            definition = resolve_for_job(template, where, params)
+            pipeline, problems = checked(definition, where, models, self.gpus, self.cpus, self.max_models, self.runtime)
+            if pipeline is None:
+                raise PipelineRejected(problems[0], problems=problems)
+            with self._definitions_lock:
+                self._definitions[key] = (definition, pipeline)
+                while len(self._definitions) > DEFINITIONS_KEPT:
+                    self._definitions.popitem(last=False)
+        else:
+            definition, pipeline = known
         job_dir.mkdir(parents=True)
         (job_dir / "pipeline.yaml").write_text(definition, encoding="utf-8")
         return pipeline
