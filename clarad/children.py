@@ -55,6 +55,9 @@ class SpareSource(Protocol):
     def use(self, argv: Sequence[str], env: Mapping[str, str], cwd: Optional[Path], log_file: IO[Any],
             label: str, identity: Optional[tuple[int, int]]) -> "Optional[Child]": ...
 
+    def expect(self) -> None:
+        """An operator will start soon: have a spare ready by then."""
+
 
 class ChildRegistry:
     """Every child clarad started and has not yet reaped. A child is recorded right after it is

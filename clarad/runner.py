@@ -109,6 +109,8 @@ class JobRunner:
     def start(self, job: QueuedJob, leases: list[Lease], gpus: list[str], now: float) -> RunningJob:
         timeout = min(job.pipeline.timeout or self.settings.job_timeout_seconds, self.settings.job_timeout_max_seconds)
         running = RunningJob(job, leases, gpus, now, timeout)
+        if self.children.spares is not None:  # the first job after a start, or after a while, finds one too
+            self.children.spares.expect()
         running.task = asyncio.create_task(self._life(running))
         return running
 

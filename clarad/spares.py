@@ -89,6 +89,11 @@ class Spares:
         self.registry.store.record_child(child.pid, child.created, "operator", label)
         return child
 
+    def expect(self) -> None:
+        """An operator will start soon (a job was placed): have a spare waiting by then."""
+        if not self.ready:
+            self._refill_later()
+
     def _refill_later(self) -> None:
         if self.refilling is None and not self.stopped:
             self.refilling = asyncio.ensure_future(self._refill())

@@ -38,6 +38,7 @@ LOAD_TIMEOUT = 900.0  # seconds one load or unload may take before clarad gives 
 CALL_TIMEOUT = 30.0  # seconds any other call may take: a frozen server must not hold a thread forever
 HEALTH_TIMEOUT = 10.0  # seconds a server has to answer the probe before it is given back or reused (a stopped
 # process is known at once; this bounds one that is stuck otherwise, and leaves room for a loaded host)
+READY_POLL = 0.02  # seconds between readiness looks at a starting server (a look is a connect() until its port opens)
 LOG_TAIL = 4096  # bytes of the log read for its last line
 
 
@@ -245,7 +246,7 @@ class TritonServer:
             if await asyncio.to_thread(self._ready, min(1.0, max(0.05, deadline - time.monotonic()))):
                 self.answered_at = time.monotonic()
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(READY_POLL)
         raise TritonError(f"tritonserver {self.id} not ready after {timeout:g} s: {self.last_log_line()}")
 
     def _ready(self, within: float, ready: bool = True) -> bool:

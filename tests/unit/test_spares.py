@@ -118,3 +118,15 @@ def test_stopping_the_spares_leaves_no_process_record_or_cgroup(registry: childr
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert recorded(registry) == {}
     assert not scope.exists()
+
+
+def test_a_placed_job_has_a_spare_started_before_its_operator_asks(registry: children.ChildRegistry) -> None:
+    async def scenario() -> None:
+        spares = Spares(registry)
+        spares.expect()
+        await until(lambda: spares.ready, "a spare to wait")
+        assert set(kinds(registry).values()) == {"spare"}  # started, none of them an operator
+        await spares.stop()
+
+    asyncio.run(scenario())
+    assert recorded(registry) == {}
