@@ -75,17 +75,19 @@ class Preparer:
         server = instance.server
         for name in decision.unload:
             await self.unload(instance, name, "room")
+        held: Optional[int] = None  # memory in use after the previous load: the next one's "before"
         for name in decision.load:
-            await self._load(instance, name)
+            held = await self._load(instance, name, held)
         missing = set(wanted) - await server.ready_models()
         if missing:
             raise TritonError(f"instance {instance.id}: model(s) {', '.join(sorted(missing))} not ready after loading")
         return Endpoints(server.ports.grpc_uri, server.ports.http_uri)
 
-    async def _load(self, instance: Instance, name: str) -> None:
-        """Load the repository's current revision of ``name`` and confirm Triton serves that one."""
+    async def _load(self, instance: Instance, name: str, held: Optional[int] = None) -> int:
+        """Load the repository's current revision of ``name`` and confirm Triton serves that one; the
+        memory in use after (``held``: in use before, when the previous load has just read it)."""
         assert instance.server is not None
-        before = await instance.server.memory_used()
+        before = held if held is not None else await instance.server.memory_used()
         began = time.monotonic()
         instance.loaded.pop(name, None)
         for _attempt in range(3):
@@ -109,7 +111,8 @@ class Preparer:
             raise TritonError(f"instance {instance.id} serves model {name} at revision {(served or 'unknown')[:12]} "
                               f"after loading revision {digest[:12]}")
         took = time.monotonic() - began
-        memory = await instance.server.memory_used() - before
+        after = await instance.server.memory_used()
+        memory = after - before
         self.costs.record(name, digest, instance.slot.device, took, memory, time.time())
         instance.loaded[name] = digest
         instance.loads[name] = instance.loads.get(name, 0) + 1
@@ -121,6 +124,7 @@ class Preparer:
         if bound and instance.slot.device == "cpu" and before + memory > bound:
             self.mark_for_recycling(instance, "memory", f"it holds {(before + memory) / 2**20:.0f} MiB, more than "
                                               f"instance_memory_max_bytes ({bound / 2**20:.0f} MiB)")
+        return after
 
     async def unload(self, instance: Instance, name: str, why: str) -> None:
         """Unload ``name`` (``why``: "room" or "removed"); an unload that gives back less than
