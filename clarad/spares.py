@@ -22,6 +22,7 @@ import json
 import logging
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ SPARES = 2  # waiting at once: a job arriving while one is being replaced finds 
 REFILL_DELAY = 0.05  # seconds after a spare is used before the next starts: the operator starts first
 START_WAIT = 10.0  # seconds a new spare has to say it waits
 MESSAGE_MAX = 64 * 1024  # bytes of an operator sent to a spare: within a socket's buffer, never blocks the loop
+RETRY_AFTER = 60.0  # seconds without spares after one failed to start (e.g. operator_user cannot run Python)
 EXIT_WAIT = 5.0  # seconds a spare told to exit has before it is stopped
 
 
@@ -56,6 +58,7 @@ class Spares:
         self.refilling: Optional[asyncio.Task[None]] = None
         self.watching: set[asyncio.Task[None]] = set()
         self.stopped = False
+        self.retry_at = 0.0  # after a failed start, no new spare before this (monotonic time)
 
     def use(self, argv: Sequence[str], env: Mapping[str, str], cwd: Optional[Path], log_file: IO[Any],
             label: str, identity: Optional[tuple[int, int]]) -> Optional[children.Child]:
@@ -71,7 +74,7 @@ class Spares:
         if spare is None:
             return None
         if spare.identity != identity or spare.child.proc.returncode is not None:
-            asyncio.ensure_future(self._dismiss(spare))
+            self._track(asyncio.ensure_future(self._dismiss(spare)))  # its watcher forgets it
             return None
         try:
             socket.send_fds(spare.channel, [b"\n"], [log_file.fileno()])
@@ -95,7 +98,7 @@ class Spares:
             self._refill_later()
 
     def _refill_later(self) -> None:
-        if self.refilling is None and not self.stopped:
+        if self.refilling is None and not self.stopped and time.monotonic() >= self.retry_at:
             self.refilling = asyncio.ensure_future(self._refill())
 
     async def _refill(self) -> None:
@@ -103,10 +106,16 @@ class Spares:
             await asyncio.sleep(REFILL_DELAY)
             while len(self.ready) < SPARES and not self.stopped:
                 self.ready.append(await self._start(self.identity))
-        except Exception:  # no spare: operators start as usual
-            log.exception("starting a spare operator process failed")
+        except Exception as exc:  # no spare for a while: operators start as usual
+            self.retry_at = time.monotonic() + RETRY_AFTER
+            log.warning("starting a spare operator process failed (%s); operators start without one for %.0f s",
+                        exc, RETRY_AFTER)
         finally:
             self.refilling = None
+
+    def _track(self, task: "asyncio.Task[None]") -> None:
+        self.watching.add(task)
+        task.add_done_callback(self.watching.discard)
 
     async def _start(self, identity: Optional[tuple[int, int]]) -> Spare:
         ours, theirs = socket.socketpair()
@@ -133,8 +142,7 @@ class Spares:
             await children.end_scope(child, self.registry)
             raise
         spare.watcher = asyncio.ensure_future(self._watch(spare))
-        self.watching.add(spare.watcher)
-        spare.watcher.add_done_callback(self.watching.discard)
+        self._track(spare.watcher)
         return spare
 
     async def _watch(self, spare: Spare) -> None:

@@ -130,3 +130,22 @@ def test_a_placed_job_has_a_spare_started_before_its_operator_asks(registry: chi
 
     asyncio.run(scenario())
     assert recorded(registry) == {}
+
+
+def test_a_spare_that_cannot_start_leaves_nothing_and_is_not_tried_again_at_once(
+        registry: children.ChildRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clarad import spares as module
+
+    monkeypatch.setattr(module, "PROGRAM", tmp_path / "missing.py")  # the interpreter exits at once
+
+    async def scenario() -> None:
+        spares = Spares(registry)
+        spares.expect()
+        await until(lambda: spares.retry_at > 0, "the failed start to be noted")
+        assert spares.ready == [] and recorded(registry) == {}
+        spares.expect()
+        assert spares.refilling is None  # not before RETRY_AFTER
+        await spares.stop()
+
+    asyncio.run(scenario())
+    assert list(registry.containment.parent.glob(f"{registry.containment.prefix_name}*")) == []  # type: ignore[attr-defined]
