@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,7 @@ def main() -> int:
         loads = len(d.log_lines(r"loaded affine"))
     finally:
         d.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"mount namespace {args.mount_namespace}; load average {os.getloadavg()[0]:.2f} at the end; "
           f"{len(series['poisson, free'])} of {len(series['poisson'])} Poisson drops found the instance free")
     print(f"{'series':<14} {'p50':>8} {'p90':>8} {'p99':>8}   overhead over a bare spawn: p50, p99")
