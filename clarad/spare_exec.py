@@ -1,8 +1,9 @@
 """The program of a spare operator process (spares.py): wait for one operator, then become it.
 
 Run as ``python -I -S spare_exec.py`` with a Unix socket on its stdin; standard library only (it runs
-without clarad's packages on its path). It says it is waiting with one byte; clarad then sends the descriptor of the operator's log file with
-the first byte, then the operator as JSON (argv, env, cwd), then closes its end. The spare puts the
+without clarad's packages on its path). It says it is waiting with one byte; clarad then sends the
+descriptor of the operator's log file with a first byte, then the operator as JSON (argv, env, cwd),
+then closes its end. The spare puts the
 log on stdout and stderr, /dev/null on stdin, moves to cwd and execs argv (searched on env's PATH,
 as setpriv would), keeping its pid, session and cgroup. EOF without a message: it is not needed,
 and exits 0. A program that cannot be executed: one line in the log and exit status 127.
