@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,6 +34,17 @@ def new_id() -> str:
 class Store(Database):
     def __init__(self, path: Path) -> None:
         super().__init__(path, MIGRATIONS)
+        self.catalog_version = 0  # moves with every change of models or pipelines
+        self._catalog: dict[str, Any] = {}  # reads of the catalog, until it changes (every pass reads them)
+
+    def _catalog_changed(self) -> None:
+        self.catalog_version += 1
+        self._catalog.clear()
+
+    def _cached(self, key: str, read: Callable[[], Any]) -> Any:
+        if key not in self._catalog:
+            self._catalog[key] = read()
+        return self._catalog[key]
 
     # -- models ----------------------------------------------------------------------------------
 
@@ -50,6 +62,7 @@ class Store(Database):
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, model_id, digest, backend, json.dumps(versions), size, source, now),
             )
+        self._catalog_changed()
         return model_id
 
     @staticmethod
@@ -73,6 +86,7 @@ class Store(Database):
                 "UPDATE models SET digest = ?, backend = ?, versions = ?, size = ?, source = ?, added_at = ? WHERE name = ?",
                 (kept["digest"], kept["backend"], kept["versions"], kept["size"], kept["source"], kept["added_at"], name),
             )
+        self._catalog_changed()
 
     def prune_revisions(self, name: str, keep: int) -> list[str]:
         """Forget all but the ``keep`` most recently replaced revisions; return the digests forgotten."""
@@ -91,6 +105,7 @@ class Store(Database):
             db.execute("DELETE FROM models WHERE name = ?", (name,))
             db.execute("DELETE FROM model_revisions WHERE name = ?", (name,))
             db.execute("DELETE FROM model_costs WHERE name = ?", (name,))
+        self._catalog_changed()
 
     def revisions(self, name: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
@@ -129,6 +144,9 @@ class Store(Database):
 
     def catalog_counts(self) -> tuple[int, int, int]:
         """Models, their bytes, and pipelines: one query, for the metrics snapshot."""
+        return self._cached("counts", self._catalog_counts)  # type: ignore[no-any-return]
+
+    def _catalog_counts(self) -> tuple[int, int, int]:
         row = self.db.execute(
             "SELECT (SELECT count(*) FROM models), (SELECT coalesce(sum(size), 0) FROM models), "
             "(SELECT count(*) FROM pipelines)"
@@ -136,10 +154,12 @@ class Store(Database):
         return int(row[0]), int(row[1]), int(row[2])
 
     def model_sizes(self) -> dict[str, int]:
-        return {row["name"]: row["size"] for row in self.db.execute("SELECT name, size FROM models")}
+        return dict(self._cached("sizes", lambda: {row["name"]: row["size"]
+                                                   for row in self.db.execute("SELECT name, size FROM models")}))
 
     def model_digests(self) -> dict[str, str]:
-        return {row["name"]: row["digest"] for row in self.db.execute("SELECT name, digest FROM models")}
+        return dict(self._cached("digests", lambda: {row["name"]: row["digest"]
+                                                     for row in self.db.execute("SELECT name, digest FROM models")}))
 
     # -- pipelines -------------------------------------------------------------------------------
 
@@ -148,6 +168,7 @@ class Store(Database):
             row = db.execute("SELECT id FROM pipelines WHERE name = ?", (name,)).fetchone()
             pipeline_id = row["id"] if row else new_id()
             db.execute("INSERT OR REPLACE INTO pipelines VALUES (?, ?, ?, ?)", (name, pipeline_id, definition, now))
+        self._catalog_changed()
         return pipeline_id
 
     def pipelines(self) -> list[dict[str, Any]]:
@@ -172,6 +193,7 @@ class Store(Database):
             db.execute("DELETE FROM metadata WHERE kind = 'pipeline' AND owner IN "
                        "(SELECT id FROM pipelines WHERE name = ?)", (name,))
             db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
+        self._catalog_changed()
 
     # -- jobs ------------------------------------------------------------------------------------
 

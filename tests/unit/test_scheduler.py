@@ -63,7 +63,7 @@ async def test_a_job_placement_refuses_is_faulted_with_placements_reason(tmp_pat
         record = h.job(job)
         assert (record["state"], record["status"], record["reason"]) == (
             "STOPPED", "FAULTED", "the job asks for 3 models; one instance may hold at most 2 (max_models_per_instance)")
-        assert (h.scheduler.queue, h.scheduler.running, h.pool.instances) == ([], {}, {})
+        assert (list(h.scheduler.queue), h.scheduler.running, h.pool.instances) == ([], {}, {})
 
 
 @drive
@@ -89,7 +89,7 @@ async def test_a_job_waits_for_an_instance_with_its_reason_and_starts_when_one_i
         assert (await h.ended(running))["status"] == "HEALTHY"
         assert h.wakes > wakes  # the job's end asks for a pass
         h.scheduler.run_pass(1002.0)
-        assert second in h.scheduler.running and h.scheduler.queue == []
+        assert second in h.scheduler.running and list(h.scheduler.queue) == []
         record = await h.ended(h.scheduler.running[second])
         assert (record["status"], record["reason"], record["instance"]) == (
             "HEALTHY", "all 1 operator(s) completed", "triton-0")

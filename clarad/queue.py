@@ -1,0 +1,80 @@
+"""The jobs waiting to be placed: their order and the models they want, kept as jobs come and go.
+
+A scheduling pass offers waiting jobs in ``jobs.queue_order`` and tells placement how many waiting
+jobs want each model. Neither is recomputed over the whole queue per pass: the order is kept between
+passes until a job arrives or a waiting job's priority class rises (``priority_aging_seconds``), and
+the count of wanted models moves with each job added or removed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Optional
+
+from clarad.jobs import Priority, QueuedJob, order_key, queue_order
+
+
+class JobQueue:
+    def __init__(self) -> None:
+        self._jobs: dict[str, QueuedJob] = {}  # in arrival order
+        self._wanted: Counter[str] = Counter()
+        self._order: Optional[list[QueuedJob]] = None
+        self._valid: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (from, until, aging) the order holds for
+
+    def add(self, job: QueuedJob) -> None:
+        self._jobs[job.id] = job
+        self._wanted.update(job.models)
+        if self._order is not None:  # into its place: the order holds for every time from ``since`` to ``until``
+            since, until, aging = self._valid
+            bisect.insort(self._order, job, key=lambda queued: order_key(queued, since, aging))
+            self._valid = (since, min(until, next_change([job], since, aging)), aging)
+
+    def remove(self, job: QueuedJob) -> None:
+        del self._jobs[job.id]
+        for name in job.models:
+            self._wanted[name] -= 1
+            if self._wanted[name] <= 0:
+                del self._wanted[name]
+        if self._order is not None:
+            self._order.remove(job)
+
+    def find(self, job_id: str) -> Optional[QueuedJob]:
+        return self._jobs.get(job_id)
+
+    def __iter__(self) -> Iterator[QueuedJob]:
+        return iter(list(self._jobs.values()))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, job: object) -> bool:
+        return isinstance(job, QueuedJob) and self._jobs.get(job.id) is job
+
+    @property
+    def wanted(self) -> Mapping[str, int]:
+        """Waiting jobs wanting each model (read-only: copy it to change it)."""
+        return self._wanted
+
+    def ordered(self, now: float, aging: float) -> list[QueuedJob]:
+        """The waiting jobs in the order they are offered an instance at ``now``."""
+        since, until, valid_aging = self._valid
+        if self._order is None or not since <= now < until or aging != valid_aging:
+            self._order = queue_order(list(self._jobs.values()), now, aging)
+            self._valid = (now, next_change(self._order, now, aging), aging)
+        return list(self._order)
+
+
+def next_change(jobs: list[QueuedJob], now: float, aging: float) -> float:
+    """When the first of ``jobs`` rises a priority class by waiting (``queue_order``'s rule); the
+    order cannot change before then unless jobs come or go."""
+    soonest = math.inf
+    for job in jobs:
+        if job.priority is Priority.IMMEDIATE or job.priority.rank <= Priority.HIGH.rank:
+            continue
+        steps = int(max(0.0, now - job.created_at) // aging)
+        if job.priority.rank - steps > Priority.HIGH.rank:
+            soonest = min(soonest, job.created_at + (steps + 1) * aging - 1e-6)  # never after it, rounding aside
+    return soonest
