@@ -385,3 +385,21 @@ def test_the_database_is_not_readable_by_others_whatever_the_umask(tmp_path: Pat
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "clarad.db").stat().st_mode) == 0o640
+
+
+def test_catalog_reads_follow_every_change_of_models_and_pipelines(store: Store) -> None:
+    assert (store.model_digests(), store.model_sizes(), store.catalog_counts()) == ({}, {}, (0, 0, 0))
+    store.accept_model("seg", "d" * 64, "python", [1], 10, "inbox:seg", 1.0)
+    assert (store.model_digests(), store.model_sizes(), store.catalog_counts()) == ({"seg": "d" * 64}, {"seg": 10},
+                                                                                    (1, 10, 0))
+    store.accept_model("seg", "e" * 64, "python", [1], 20, "inbox:seg", 2.0)
+    assert (store.model_digests(), store.catalog_counts()) == ({"seg": "e" * 64}, (1, 20, 0))
+    store.rollback_model("seg", "d" * 64, 3.0)
+    assert (store.model_digests(), store.model_sizes()) == ({"seg": "d" * 64}, {"seg": 10})
+    store.accept_pipeline("p", "name: p", 4.0)
+    assert store.catalog_counts() == (1, 10, 1)
+    store.remove_pipeline("p")
+    store.remove_model("seg")
+    assert (store.model_digests(), store.model_sizes(), store.catalog_counts()) == ({}, {}, (0, 0, 0))
+    store.model_digests()["x"] = "changed by a caller"
+    assert store.model_digests() == {}  # each caller gets its own copy
