@@ -286,11 +286,27 @@ class Store(Database):
                                (*[value for _, value in wheres], limit)).fetchall()
         return [self._job_dict(row) for row in rows]
 
-    def finished_jobs(self) -> list[dict[str, Any]]:
-        """Stopped jobs, oldest first: id, stopped_at, size (None until measured)."""
-        rows = self.db.execute("SELECT id, stopped_at, size FROM jobs WHERE state = ? ORDER BY stopped_at, id",
-                               (JobState.STOPPED.value,))
+    def finished_jobs(self, after: Optional[tuple[float, str]] = None, limit: int = -1) -> list[dict[str, Any]]:
+        """Stopped jobs, oldest first: id, stopped_at, size (None until measured); those after
+        ``after``, the (stopped_at, id) of the last of a previous batch; at most ``limit`` (-1: all)."""
+        since = "" if after is None else "AND (stopped_at, id) > (?, ?)"
+        rows = self.db.execute(f"SELECT id, stopped_at, size FROM jobs WHERE state = ? {since} ORDER BY stopped_at, id "
+                               "LIMIT ?", (JobState.STOPPED.value, *(after or ()), limit))
         return [dict(row) for row in rows]
+
+    def unmeasured_jobs(self) -> list[str]:
+        """Stopped jobs whose size is not measured yet (those stopped since the last look)."""
+        return [row["id"] for row in self.db.execute(
+            "SELECT id FROM jobs INDEXED BY jobs_unmeasured WHERE state = 'STOPPED' AND size IS NULL")]  # as the index says
+
+    def finished_bytes(self) -> int:
+        """The measured size of every stopped job together (a running total, not a scan)."""
+        row = self.db.execute("SELECT coalesce(sum(bytes), 0) FROM job_totals WHERE state = ?",
+                              (JobState.STOPPED.value,)).fetchone()
+        return int(row[0])
+
+    def job_ids(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT id FROM jobs")}
 
     def note_job_size(self, job_id: str, size: int) -> None:
         with self._tx() as db:
@@ -322,14 +338,16 @@ class Store(Database):
         job["operators"] = [dict(op) for op in ops]
         return job
 
-    def most_used_pipeline(self) -> Optional[str]:
-        row = self.db.execute("SELECT pipeline FROM jobs GROUP BY pipeline ORDER BY count(*) DESC LIMIT 1").fetchone()
+    def most_used_pipeline(self, recent: int = 1000) -> Optional[str]:
+        """The pipeline of most of the ``recent`` newest jobs (rowids grow with insertion)."""
+        row = self.db.execute("SELECT pipeline FROM (SELECT pipeline FROM jobs ORDER BY rowid DESC LIMIT ?) "
+                              "GROUP BY pipeline ORDER BY count(*) DESC LIMIT 1", (recent,)).fetchone()
         return str(row["pipeline"]) if row else None
 
     def job_counts(self) -> dict[str, int]:
         """Jobs by state, and stopped ones by status: {"PENDING": n, ..., "HEALTHY": n, ...}."""
         counts: dict[str, int] = {}
-        for row in self.db.execute("SELECT state, status, count(*) AS n FROM jobs GROUP BY state, status"):
+        for row in self.db.execute("SELECT state, status, jobs AS n FROM job_totals WHERE jobs > 0"):  # kept by triggers
             counts[row["state"]] = counts.get(row["state"], 0) + row["n"]
             if row["status"]:
                 counts[row["status"]] = counts.get(row["status"], 0) + row["n"]
