@@ -8,16 +8,18 @@ rename (constant time, same file system). A replaced revision is kept under revi
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Optional
 
 from google.protobuf import json_format, text_format
-from tritonclient.grpc import model_config_pb2
 
 from clarad.errors import ModelRejected
 from clarad.pipelines import NAME_RE
@@ -85,8 +87,28 @@ def stamped_config(text: str, digest: str, where: str = "config.pbtxt") -> str:
     return str(json_format.MessageToJson(config))
 
 
-def parse_config(text: str, where: str = "config.pbtxt") -> model_config_pb2.ModelConfig:
-    config = model_config_pb2.ModelConfig()
+def model_config_pb2() -> ModuleType:
+    """Triton's model configuration schema, loaded from tritonclient's file without the package
+    ``tritonclient.grpc`` around it: that package imports numpy and its gRPC stubs, tens of MB a
+    daemon needs only once it runs an instance. Registered under its own name, so the package,
+    once imported, takes this module instead of defining the schema twice."""
+    name = "tritonclient.grpc.model_config_pb2"
+    module = sys.modules.get(name)
+    if module is None:
+        package = importlib.util.find_spec("tritonclient")  # finds, does not import
+        assert package is not None and package.submodule_search_locations is not None
+        spec = importlib.util.spec_from_file_location(
+            name, Path(list(package.submodule_search_locations)[0]) / "grpc" / "model_config_pb2.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def parse_config(text: str, where: str = "config.pbtxt") -> Any:
+    """``text`` as a ``model_config_pb2.ModelConfig``; refused with the parser's reason."""
+    config = model_config_pb2().ModelConfig()
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
