@@ -1,4 +1,5 @@
-"""The jobs waiting to be placed: their order and the models they want, kept as jobs come and go.
+"""The jobs waiting to be placed: their order and the models they want, kept as jobs come and go;
+and what a scheduling pass offers them (``Offer``).
 
 A scheduling pass offers waiting jobs in ``jobs.queue_order`` and tells placement how many waiting
 jobs want each model. Neither is recomputed over the whole queue per pass: the order is kept between
@@ -12,9 +13,13 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Optional
 
 from clarad.jobs import Priority, QueuedJob, order_key, queue_order
+from clarad.memory import less
+from clarad.placement import Decision, InstanceView, World
+from clarad.pool import Instance
 
 
 class JobQueue:
@@ -78,3 +83,36 @@ def next_change(jobs: list[QueuedJob], now: float, aging: float) -> float:
         if job.priority.rank - steps > Priority.HIGH.rank:
             soonest = min(soonest, job.created_at + (steps + 1) * aging - 1e-6)  # never after it, rounding aside
     return soonest
+
+
+class Offer:
+    """What the waiting jobs of one scheduling pass are offered, as each placement changes it."""
+
+    def __init__(self, digests: dict[str, str], world: World, views: list[InstanceView], free: list[str]) -> None:
+        self.digests = digests
+        self.world = world  # its ``queued``: the wants of the jobs not yet offered in this pass
+        self.views = {view.id: view for view in views}
+        self.listed = views
+        self.free = free
+        self.idle = sum(view.idle for view in views)
+        self.blocked: dict[tuple[str, ...], Decision] = {}  # with nothing free: the answer per model set
+
+    def nothing_free(self) -> bool:
+        return not self.free and not self.idle
+
+    def take_wants(self, job: QueuedJob) -> None:
+        """``job`` is being offered: its models are no longer another waiting job's."""
+        queued = self.world.queued
+        assert isinstance(queued, Counter)
+        for name in job.models:
+            queued[name] -= 1
+            if queued[name] <= 0:
+                del queued[name]
+
+    def placed(self, instances: list[Instance], taken: Counter[str]) -> None:
+        for instance in instances:
+            self.views[instance.id] = instance.view()
+        self.listed = list(self.views.values())
+        self.idle = sum(view.idle for view in self.listed)
+        self.free = [slot for slot in self.free if slot not in {instance.slot.id for instance in instances}]
+        self.world = replace(self.world, memory=less(self.world.memory, taken))

@@ -11,6 +11,12 @@ The daemon's loop runs ``run_pass(now)`` once per wake-up; nothing else places a
 
 It reads the repository's digests once and returns how long the loop may sleep before the next pass
 is due (the nearest deadline). Time comes in as ``now``; everything here runs on the loop.
+
+A pass costs what it can place, not the length of the queue or the history: the queue keeps its
+order and its wanted models between passes (queue.py); with no idle instance and no free slot left,
+a job that already waited under the same repository, costs, settings, instances and free GPUs is
+not offered again (its answer would be the same), and jobs wanting the same models share one
+answer within a pass. Nothing a pass reads grows with the number of finished jobs.
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ from clarad.layout import Layout
 from clarad.memory import gpu_memory, host_memory, less
 from clarad.metrics import Metrics, Snapshot
 from clarad.pipelines import known
-from clarad.placement import Action, InstanceView, Memory, Place, World
+from clarad.placement import Action, Memory, Place, World
 from clarad.pool import Instance, InstanceState, Pool
-from clarad.queue import JobQueue
+from clarad.queue import JobQueue, Offer
 from clarad.runner import JobRunner, Lease, RunningJob
 from clarad.store import Store
 
@@ -154,7 +160,7 @@ class Scheduler:
                 running.stop(JobStatus.FAULTED, f"timed out after {running.timeout:g} s")
         self._unload_removed(digests)
         order = self.queue.ordered(now, self.settings.priority_aging_seconds)
-        offer = _Pass(digests, self.world(digests) if order else World(), self.pool.views(), self.pool.free_slots())
+        offer = Offer(digests, self.world(digests) if order else World(), self.pool.views(), self.pool.free_slots())
         self._settle()
         for job in order:
             # With nothing to give, a job that waited under the same inputs would wait again, for the
@@ -167,7 +173,7 @@ class Scheduler:
         due = [running.deadline - now for running in self.running.values() if running.stop_reason is None]
         return max(0.0, min([IDLE_PASS, *due]))
 
-    def _offer(self, job: QueuedJob, offer: _Pass, now: float) -> None:
+    def _offer(self, job: QueuedJob, offer: Offer, now: float) -> None:
         """Place ``job`` if it can run now; ``offer`` becomes what the next job of this pass sees."""
         digests, nothing_free = offer.digests, offer.nothing_free()
         missing = [name for name in job.models if name not in digests]
@@ -352,35 +358,3 @@ class Scheduler:
     def waiting(self, now: float) -> list[str]:
         return [job.id for job in self.queue.ordered(now, self.settings.priority_aging_seconds)]
 
-
-class _Pass:
-    """What the jobs of one pass are offered, as each placement changes it."""
-
-    def __init__(self, digests: dict[str, str], world: World, views: list[InstanceView], free: list[str]) -> None:
-        self.digests = digests
-        self.world = world  # its ``queued``: the wants of the jobs not yet offered in this pass
-        self.views = {view.id: view for view in views}
-        self.listed = views
-        self.free = free
-        self.idle = sum(view.idle for view in views)
-        self.blocked: dict[tuple[str, ...], placement.Decision] = {}  # with nothing free: the answer per model set
-
-    def nothing_free(self) -> bool:
-        return not self.free and not self.idle
-
-    def take_wants(self, job: QueuedJob) -> None:
-        """``job`` is being offered: its models are no longer another waiting job's."""
-        queued = self.world.queued
-        assert isinstance(queued, Counter)
-        for name in job.models:
-            queued[name] -= 1
-            if queued[name] <= 0:
-                del queued[name]
-
-    def placed(self, instances: list[Instance], taken: Counter[str]) -> None:
-        for instance in instances:
-            self.views[instance.id] = instance.view()
-        self.listed = list(self.views.values())
-        self.idle = sum(view.idle for view in self.listed)
-        self.free = [slot for slot in self.free if slot not in {instance.slot.id for instance in instances}]
-        self.world = replace(self.world, memory=less(self.world.memory, taken))
