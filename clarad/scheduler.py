@@ -124,7 +124,7 @@ class Scheduler:
         self.free_gpus |= set(running.gpus)
         if running.requeued is not None:
             running.job.requeues += 1
-            running.job.waiting = ""
+            running.job.waiting, running.job.settled = "", None
             self.queue.add(running.job)
         self.wake()
 
