@@ -40,6 +40,7 @@ class CostBook:
         self.store = store
         self.start_seconds = 1.0  # an instance start until one is measured; then the latest
         self.version = 0  # moves with every measurement
+        self.newly_measured: list[str] = []  # models measured since the scheduler last took this list
         self.known = {(row["name"], row["digest"], row["device"]): Cost(row["load_seconds"], row["memory_bytes"], True)
                       for row in store.load_costs()}
 
@@ -50,6 +51,7 @@ class CostBook:
         cost = Cost(seconds, max(0, memory), True)  # another load on the same GPU can make a delta negative
         self.known[(name, digest, device)] = cost
         self.version += 1
+        self.newly_measured.append(name)
         self.store.record_load_cost(name, digest, device, seconds, cost.memory, now)
         return cost
 

@@ -26,12 +26,15 @@ class JobQueue:
     def __init__(self) -> None:
         self._jobs: dict[str, QueuedJob] = {}  # in arrival order
         self._wanted: Counter[str] = Counter()
+        self._wanting: dict[str, dict[str, QueuedJob]] = {}  # model -> the waiting jobs that want it
         self._order: Optional[list[QueuedJob]] = None
         self._valid: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (from, until, aging) the order holds for
 
     def add(self, job: QueuedJob) -> None:
         self._jobs[job.id] = job
         self._wanted.update(job.models)
+        for name in job.models:
+            self._wanting.setdefault(name, {})[job.id] = job
         if self._order is not None:  # into its place: the order holds for every time from ``since`` to ``until``
             since, until, aging = self._valid
             bisect.insort(self._order, job, key=lambda queued: order_key(queued, since, aging))
@@ -43,6 +46,10 @@ class JobQueue:
             self._wanted[name] -= 1
             if self._wanted[name] <= 0:
                 del self._wanted[name]
+            wanting = self._wanting[name]
+            del wanting[job.id]
+            if not wanting:
+                del self._wanting[name]
         if self._order is not None:
             self._order.remove(job)
 
@@ -57,6 +64,10 @@ class JobQueue:
 
     def __contains__(self, job: object) -> bool:
         return isinstance(job, QueuedJob) and self._jobs.get(job.id) is job
+
+    def wanting(self, name: str) -> list[QueuedJob]:
+        """The waiting jobs that want model ``name``."""
+        return list(self._wanting.get(name, {}).values())
 
     @property
     def wanted(self) -> Mapping[str, int]:

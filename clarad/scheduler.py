@@ -14,9 +14,9 @@ is due (the nearest deadline). Time comes in as ``now``; everything here runs on
 
 A pass costs what it can place, not the length of the queue or the history: the queue keeps its
 order and its wanted models between passes (queue.py); with no idle instance and no free slot left,
-a job that already waited under the same repository, costs, settings, instances and free GPUs is
-not offered again (its answer would be the same), and jobs wanting the same models share one
-answer within a pass. Nothing a pass reads grows with the number of finished jobs.
+a job that already waited under the same repository, costs of its models, settings, instances and
+free GPUs is not offered again (its answer would be the same), and jobs wanting the same models
+share one answer within a pass. Nothing a pass reads grows with the number of finished jobs.
 """
 
 from __future__ import annotations
@@ -162,6 +162,10 @@ class Scheduler:
         order = self.queue.ordered(now, self.settings.priority_aging_seconds)
         offer = Offer(digests, self.world(digests) if order else World(), self.pool.views(), self.pool.free_slots())
         self._settle()
+        measured, self.costs.newly_measured = self.costs.newly_measured, []
+        for name in set(measured):  # a new cost of its model may change a waiting job's answer
+            for job in self.queue.wanting(name):
+                job.settled = None
         for job in order:
             # With nothing to give, a job that waited under the same inputs would wait again, for the
             # same reason: it is not offered again (a pass costs the jobs it can place, not the queue).
@@ -230,10 +234,11 @@ class Scheduler:
         self._settle()
 
     def _settle(self) -> None:
-        """What a waiting job's answer depends on while no instance is idle and no slot is free: the
-        repository, the measured costs, the settings, the instances, the free GPUs."""
-        inputs = (self.store.catalog_version, self.costs.version, self.settings, tuple(self.pool.instances),
-                  len(self.free_gpus), self.launch_error)
+        """What a waiting job's answer depends on while no instance is idle and no slot is free,
+        besides the costs of its own models (a measured one unsettles the jobs that want it): the
+        repository, the settings, the instances, the free GPUs."""
+        inputs = (self.store.catalog_version, self.settings, tuple(self.pool.instances), len(self.free_gpus),
+                  self.launch_error)
         if inputs != self._settled:
             self._settled = inputs
 

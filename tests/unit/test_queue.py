@@ -36,6 +36,8 @@ def test_the_kept_order_and_wanted_models_are_those_of_the_whole_queue_at_every_
             assert [j.id for j in queue.ordered(now, aging)] == [j.id for j in queue_order(reference, now, aging)], \
                 f"seed {seed}, step {step}"
             assert queue.wanted == Counter(name for job in reference for name in job.models)
+            assert {name: {j.id for j in queue.wanting(name)} for name in "abc"} == {
+                name: {j.id for j in reference if name in j.models} for name in "abc"}
             assert len(queue) == len(reference) and all(job in queue for job in reference)
 
 

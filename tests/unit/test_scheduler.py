@@ -342,7 +342,10 @@ async def test_a_waiting_job_is_offered_again_only_when_what_its_answer_depends_
         h.scheduler.run_pass(1002.0)
         assert asked == [["a"], ["b"]]  # nothing changed: no job offered again
 
-        h.costs.record("b", b, "cpu", 2.0, 1000, 1003.0)  # a load measured: placement may answer otherwise
+        h.costs.record("a", h.store.model_digests()["a"], "cpu", 2.0, 1000, 1003.0)  # no waiting job wants a
+        h.scheduler.run_pass(1003.0)
+        assert asked == [["a"], ["b"]]
+        h.costs.record("b", b, "cpu", 2.0, 1000, 1003.0)  # b's load measured: placement may answer otherwise
         h.scheduler.run_pass(1003.0)
         assert asked == [["a"], ["b"], ["b"]]
 
