@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import stat
-import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -90,20 +90,26 @@ def stamped_config(text: str, digest: str, where: str = "config.pbtxt") -> str:
 def model_config_pb2() -> ModuleType:
     """Triton's model configuration schema, loaded from tritonclient's file without the package
     ``tritonclient.grpc`` around it: that package imports numpy and its gRPC stubs, tens of MB a
-    daemon needs only once it runs an instance. Registered under its own name, so the package,
-    once imported, takes this module instead of defining the schema twice."""
-    name = "tritonclient.grpc.model_config_pb2"
-    module = sys.modules.get(name)
-    if module is None:
-        package = importlib.util.find_spec("tritonclient")  # finds, does not import
-        assert package is not None and package.submodule_search_locations is not None
-        spec = importlib.util.spec_from_file_location(
-            name, Path(list(package.submodule_search_locations)[0]) / "grpc" / "model_config_pb2.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
+    daemon needs only once it runs an instance. Loaded once (validations run in worker threads, and
+    may ask at once), under a name of its own; the package, once imported, finds the schema already
+    in protobuf's pool and shares its message classes."""
+    global _schema
+    with _schema_lock:
+        if _schema is None:
+            package = importlib.util.find_spec("tritonclient")  # finds, does not import
+            assert package is not None and package.submodule_search_locations is not None
+            spec = importlib.util.spec_from_file_location(
+                "clarad_triton_model_config_pb2",
+                Path(list(package.submodule_search_locations)[0]) / "grpc" / "model_config_pb2.py")
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _schema = module
+        return _schema
+
+
+_schema: Optional[ModuleType] = None
+_schema_lock = threading.Lock()
 
 
 def parse_config(text: str, where: str = "config.pbtxt") -> Any:
