@@ -20,26 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "bench"), str(REPO)]  # this checkout's clarad, and the tests' helper
 from ingest import git_commit, log
 from job_latency import wait_for
 
-from clarad import control
-from clarad.errors import ControlError
+from tests.e2e.clarad_process import Clarad
 
-REPO = Path(__file__).resolve().parent.parent
 BALLAST = REPO / "tests" / "e2e" / "models" / "ballast"
 POLICIES = ("fresh", "any-idle", "clarad")
 
@@ -79,49 +74,18 @@ def trace(jobs: int, pipelines: int, interval: float, rng: random.Random) -> lis
     return out
 
 
-class Daemon:
+class Daemon(Clarad):
+    """``clarad run`` with one placement policy, started as the end-to-end tests start it."""
+
     def __init__(self, work: Path, policy: str, instances: int, max_models: int) -> None:
-        self.state = work / "state"
-        self.log = work / "clarad.log"
-        self.port = free_port()
-        self.env = {**os.environ, "CLARAD_USE_GPUS": "false", "CLARAD_CPU_INSTANCES": str(instances),
-                    "CLARAD_PLACEMENT_POLICY": policy, "CLARAD_SETTLE_SECONDS": "0.2",
-                    "CLARAD_MAX_MODELS_PER_INSTANCE": str(max_models)}
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "clarad", "run", "--state-dir", str(self.state),
-                                          "--metrics-port", str(self.port)], env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT)
-        wait_for(self._answers, 60, "clarad's control socket")
+        super().__init__(work / "state", CLARAD_CPU_INSTANCES=str(instances), CLARAD_PLACEMENT_POLICY=policy,
+                         CLARAD_SETTLE_SECONDS="0.2", CLARAD_MAX_MODELS_PER_INSTANCE=str(max_models))
+        self.start()
 
-    def _answers(self) -> bool:
-        if self.proc.poll() is not None:
-            raise SystemExit(f"clarad exited: {self.log.read_text()[-2000:]}")
-        try:
-            self.ask("status")
-            return True
-        except ControlError:
-            return False
-
-    def ask(self, command: str, **args: Any) -> Any:
-        return control.request(control.socket_path(self.state), command, args)
-
-    def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
-            text = response.read().decode()
-        return sum(float(line.split()[-1]) for line in text.splitlines()
+    def total(self, name: str) -> float:
+        """The sum of ``name``'s samples (every label) in /metrics."""
+        return sum(float(line.split()[-1]) for line in self.metrics().splitlines()
                    if line.startswith(name) and not line.startswith("#"))
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(120)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_policy(policy: str, args: argparse.Namespace, models: list[Path], sets: list[list[str]],
@@ -156,8 +120,8 @@ def run_policy(policy: str, args: argparse.Namespace, models: list[Path], sets: 
             raise SystemExit(f"{policy}: {len(unhealthy)} job(s) not HEALTHY, e.g. {unhealthy[0]}")
         ready = [job["operators"][0]["started_at"] - job["created_at"] for job in shown]
         makespan = max(job["stopped_at"] for job in shown) - min(job["created_at"] for job in shown)
-        hits = daemon.metric('clarad_placements_total{reuse="hit"}')
-        return {"loads": daemon.metric("clarad_model_loads_total"), "avoided": daemon.metric("clarad_model_loads_avoided_total"),
+        hits = daemon.total('clarad_placements_total{reuse="hit"}')
+        return {"loads": daemon.total("clarad_model_loads_total"), "avoided": daemon.total("clarad_model_loads_avoided_total"),
                 "ready": ready, "waited": 1 - hits / len(jobs), "makespan": makespan}
     finally:
         daemon.stop()

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     instances_min_idle: int = Field(1, ge=0, description="Idle instances kept however long they are idle.")
     placement_policy: Literal["clarad", "any-idle", "fresh"] = Field(
         "clarad", description="How jobs get instances; the others are baselines for benchmarks.")
-    keep_warm: bool = Field(False, description="Keep an instance warm with the most used pipeline's models.")
+    keep_warm: bool = Field(False, description="Keep an instance warm with the models of the pipeline most used by the newest 1,000 jobs.")
     load_timeout_seconds: float = Field(900.0, gt=0, description="A model load taking longer faults the job.")
 
     priority_aging_seconds: float = Field(60.0, gt=0, description="Each such wait raises a queued job one priority class.")

@@ -160,6 +160,20 @@ class Database:
     def _migrate(self, version: int) -> None:
         for number, script in enumerate(self.migrations[version:], start=version + 1):
             with self._tx() as db:
-                for statement in filter(str.strip, script.split(";")):
+                for statement in statements(script):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of ``script`` (a trigger's body holds semicolons of its own)."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip().rstrip(";").strip():
+                found.append(pending)
+            pending = ""
+    if pending.strip().rstrip(";").strip():
+        found.append(pending)
+    return found

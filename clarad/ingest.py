@@ -30,7 +30,7 @@ from clarad.jobs import JobState, Priority
 from clarad.layout import Layout
 from clarad.logs import printable
 from clarad.metrics import Metrics
-from clarad.pipelines import Pipeline, resolve_for_job, validate
+from clarad.pipelines import Pipeline, known, resolve_for_job, validate
 from clarad.repository import ModelRepository
 from clarad.store import Store, new_id
 from clarad.trust import Trust
@@ -303,12 +303,15 @@ def _check_claims(info: repository.ModelInfo, name: Optional[str], model_type: O
 def checked(text: str, source: str, models: Collection[str], gpus: int, cpus: int,
             max_models: int, runtime: Optional[str] = None) -> tuple[Optional[Pipeline], list[str]]:
     """``pipelines.validate``, each problem on one line (YAML's own messages run over several), and
-    names that cannot be file names refused too; the pipeline only when there is no problem. Pure."""
+    names that cannot be file names refused too; the pipeline only when there is no problem (and
+    remembered for ``pipelines.known``)."""
     try:
         pipeline, problems = validate(text, source, models, gpus, cpus, max_models, runtime)
     except RecursionError:  # an alias that contains itself, or nesting deeper than the checks can walk
         return None, [f"{source}: nested too deeply, or an alias (&name ... *name) that contains itself"]
     problems = [one_line(problem) for problem in problems] or (file_name_problems(pipeline) if pipeline else [])
+    if pipeline is not None and not problems:
+        known.remember(text, pipeline)  # the scheduler queues the job with this parse
     return (None if problems else pipeline), problems
 
 

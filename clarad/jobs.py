@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
+from typing import Optional
 
 from clarad.errors import TransitionError
 from clarad.pipelines import Pipeline
+from clarad.placement import operator_groups
 
 
 class JobState(str, Enum):
@@ -54,10 +57,13 @@ class Priority(str, Enum):
     @property
     def rank(self) -> int:
         """Smaller runs first."""
-        return {"immediate": 0, "high": 1, "normal": 2, "low": 3}[self.value]
+        return _RANKS[self.value]
 
 
-@dataclass
+_RANKS = {"immediate": 0, "high": 1, "normal": 2, "low": 3}
+
+
+@dataclass(eq=False)
 class QueuedJob:
     """A job waiting for (or holding) its instance: what placement and the runner need of it."""
 
@@ -68,6 +74,24 @@ class QueuedJob:
     created_at: float
     waiting: str = ""  # why it has not started yet, as last recorded
     requeues: int = 0  # times its instance died before its first operator
+    settled: Optional[object] = None  # what the scheduler saw when it last waited with nothing to give
+    _groups: tuple[int, list[tuple[str, ...]]] = field(default=(0, []), repr=False)
+
+    @cached_property
+    def models(self) -> tuple[str, ...]:
+        """Every model its operators ask for, once (a job's pipeline does not change)."""
+        return tuple(self.pipeline.model_names)
+
+    @cached_property
+    def gpus(self) -> int:
+        return self.pipeline.gpus
+
+    def groups(self, max_models: int) -> list[tuple[str, ...]]:
+        """``placement.operator_groups`` of its operators' models, computed once per ``max_models``."""
+        if self._groups[0] != max_models:
+            self._groups = (max_models, operator_groups([op.model_names for op in self.pipeline.operators],
+                                                        max_models))
+        return self._groups[1]
 
 
 def queue_order(jobs: Sequence[QueuedJob], now: float, aging: float) -> list[QueuedJob]:
@@ -78,13 +102,15 @@ def queue_order(jobs: Sequence[QueuedJob], now: float, aging: float) -> list[Que
     by a stream of newer normal or high ones. Then oldest first.
     """
 
-    def key(job: QueuedJob) -> tuple[int, float]:
-        if job.priority is Priority.IMMEDIATE:
-            return (0, job.created_at)
-        waited = max(0.0, now - job.created_at)
-        return (max(Priority.HIGH.rank, job.priority.rank - int(waited // aging)), job.created_at)
+    return sorted(jobs, key=lambda job: order_key(job, now, aging))
 
-    return sorted(jobs, key=key)
+
+def order_key(job: QueuedJob, now: float, aging: float) -> tuple[int, float]:
+    """``queue_order``'s: smaller is offered first."""
+    if job.priority is Priority.IMMEDIATE:
+        return (0, job.created_at)
+    waited = max(0.0, now - job.created_at)
+    return (max(Priority.HIGH.rank, job.priority.rank - int(waited // aging)), job.created_at)
 
 
 JOB_TRANSITIONS: dict[str, tuple[set[JobState], JobState]] = {

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
 class Action(str, Enum):
@@ -43,10 +43,10 @@ class Reuse(str, Enum):
     MISS = "miss"
 
 
-@dataclass(frozen=True)
-class Place:
+class Place(NamedTuple):
     """Where an instance loads models: its device kind (what costs are measured per) and its memory
-    domain (one GPU by UUID, or "cpu" for host memory, shared by every CPU instance)."""
+    domain (one GPU by UUID, or "cpu" for host memory, shared by every CPU instance). A tuple: a
+    pass puts every instance's place in a set."""
 
     device: str = "cpu"
     domain: str = "cpu"

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 def reconcile(layout: Layout, store: Store, models: ModelRepository, stamp: str, gpus: int,
               runtime: Optional[str] = None) -> None:
     models.recover()
-    known_jobs = {job["id"] for job in store.jobs(limit=1_000_000)}
-    for job_dir in sorted(layout.jobs.iterdir()):
+    job_dirs = sorted(layout.jobs.iterdir())
+    known_jobs = store.job_ids() if job_dirs else set()
+    for job_dir in job_dirs:
         if job_dir.name not in known_jobs:
             target = layout.rejected / f"{stamp}-{job_dir.name}"
             job_dir.rename(target)

@@ -11,6 +11,12 @@ The daemon's loop runs ``run_pass(now)`` once per wake-up; nothing else places a
 
 It reads the repository's digests once and returns how long the loop may sleep before the next pass
 is due (the nearest deadline). Time comes in as ``now``; everything here runs on the loop.
+
+A pass costs what it can place, not the length of the queue or the history: the queue keeps its
+order and its wanted models between passes (queue.py); with no idle instance and no free slot left,
+a job that already waited under the same repository, costs of its models, settings, instances and
+free GPUs is not offered again (its answer would be the same), and jobs wanting the same models
+share one answer within a pass. Nothing a pass reads grows with the number of finished jobs.
 """
 
 from __future__ import annotations
@@ -25,16 +31,17 @@ from typing import Any, Optional
 
 from clarad import placement
 from clarad.config import Settings
-from clarad.costs import CostBook
+from clarad.costs import Cost, CostBook
 from clarad.errors import ClaradError, TritonError
 from clarad.gpus import Gpu, GpuMemory
-from clarad.jobs import JobState, JobStatus, Priority, QueuedJob, queue_order
+from clarad.jobs import JobState, JobStatus, Priority, QueuedJob
 from clarad.layout import Layout
 from clarad.memory import gpu_memory, host_memory, less
 from clarad.metrics import Metrics, Snapshot
-from clarad.pipelines import Pipeline, parse_pipeline
+from clarad.pipelines import Pipeline, known
 from clarad.placement import Action, Memory, Place, World
 from clarad.pool import Instance, InstanceState, Pool
+from clarad.queue import JobQueue, Offer
 from clarad.runner import JobRunner, Lease, RunningJob
 from clarad.store import Store
 
@@ -60,12 +67,15 @@ class Scheduler:
         self.gpu_memory = gpu_memory  # NVML's readings now
         self.launch_error = launch_error  # why no instance can be started (no tritonserver), or None
         self.wake = wake  # ask the loop for a pass soon
-        self.queue: list[QueuedJob] = []
+        self.queue = JobQueue()
         self.running: dict[str, RunningJob] = {}
         self.free_gpus = {gpu.uuid for gpu in gpus}  # those no running job holds
         self.background: set[asyncio.Task[None]] = set()  # unloads, warm-ups and idle stops under way
         self._most_used: tuple[float, list[str]] = (-MOST_USED_EVERY, [])  # (when read, its models)
         self.unloading: set[tuple[str, str]] = set()  # (instance, model) unloads of removed models under way
+        self._settled: tuple[Any, ...] = ()  # what a waiting job's answer depends on when nothing is free
+        self.places = {slot.id: Place(slot.device, slot.domain) for slot in pool.slots.values()}
+        self._live_costs: tuple[tuple[int, int], dict[tuple[str, str], Cost]] = ((-1, -1), {})
 
     # -- jobs coming and going ---------------------------------------------------------------
 
@@ -75,14 +85,16 @@ class Scheduler:
         record = self.store.job(job_id)
         assert record is not None
         try:
-            if pipeline is None:
-                pipeline = parse_pipeline((self.layout.job_dir(job_id) / "pipeline.yaml").read_text(encoding="utf-8"))
+            if pipeline is None:  # parsed off the loop when the job was created: a cache hit
+                pipeline = known.parsed((self.layout.job_dir(job_id) / "pipeline.yaml").read_text(encoding="utf-8"))
         except (OSError, ClaradError) as exc:
             self.runner.finish(job_id, JobStatus.FAULTED, f"cannot read the job's pipeline: {exc}")
             return
-        self.queue.append(QueuedJob(job_id, record["name"], pipeline, Priority(record["priority"]),
-                                    record["created_at"]))
+        self.queue_job(QueuedJob(job_id, record["name"], pipeline, Priority(record["priority"]), record["created_at"]))
         self.wake()
+
+    def queue_job(self, job: QueuedJob) -> None:
+        self.queue.add(job)
 
     def recover(self) -> None:
         """Rebuild the queue from the store: RUNNING jobs died with the last clarad, PENDING ones wait."""
@@ -95,7 +107,7 @@ class Scheduler:
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job that has not stopped: a waiting one at once, a running one through its runner."""
-        queued = next((job for job in self.queue if job.id == job_id), None)
+        queued = self.queue.find(job_id)
         if queued is not None:
             self.queue.remove(queued)
             self.runner.finish(job_id, JobStatus.CANCELED, "canceled before it started")
@@ -113,8 +125,8 @@ class Scheduler:
         self.free_gpus |= set(running.gpus)
         if running.requeued is not None:
             running.job.requeues += 1
-            running.job.waiting = ""
-            self.queue.append(running.job)
+            running.job.waiting, running.job.settled = "", None
+            self.queue.add(running.job)
         self.wake()
 
     def on_lost(self, instance: Instance, how: str) -> None:
@@ -148,49 +160,61 @@ class Scheduler:
             if now >= running.deadline and running.stop_reason is None:
                 running.stop(JobStatus.FAULTED, f"timed out after {running.timeout:g} s")
         self._unload_removed(digests)
-        world = self.world(digests) if self.queue else World()
-        for job in queue_order(self.queue, now, self.settings.priority_aging_seconds):
-            world = self._offer(job, digests, world, now)
-        self._prewarm(digests, world, now)
+        order = self.queue.ordered(now, self.settings.priority_aging_seconds)
+        offer = Offer(digests, self.world(digests) if order else World(), self.pool.views(), self.pool.free_slots())
+        self._settle()
+        measured, self.costs.newly_measured = self.costs.newly_measured, []
+        for name in set(measured):  # a new cost of its model may change a waiting job's answer
+            for job in self.queue.wanting(name):
+                job.settled = None
+        for job in order:
+            # With nothing to give, a job that waited under the same inputs would wait again, for the
+            # same reason: it is not offered again (a pass costs the jobs it can place, not the queue).
+            if job.settled is not self._settled or not offer.nothing_free():
+                self._offer(job, offer, now)
+        self._prewarm(digests, offer.world, now, order)
         self._stop_idle(now)
         self.metrics.publish(self.snapshot(digests))
         due = [running.deadline - now for running in self.running.values() if running.stop_reason is None]
         return max(0.0, min([IDLE_PASS, *due]))
 
-    def _offer(self, job: QueuedJob, digests: dict[str, str], world: World, now: float) -> World:
-        """Place ``job`` if it can run now; the world as the next job of this pass sees it."""
-        missing = [name for name in job.pipeline.model_names if name not in digests]
+    def _offer(self, job: QueuedJob, offer: Offer, now: float) -> None:
+        """Place ``job`` if it can run now; ``offer`` becomes what the next job of this pass sees."""
+        digests, nothing_free = offer.digests, offer.nothing_free()
+        missing = [name for name in job.models if name not in digests]
         if missing:
             self._drop(job, f"model(s) {', '.join(missing)} no longer in the repository")
-            return world
-        if job.pipeline.gpus > len(self.gpus):
-            self._drop(job, f"requests {job.pipeline.gpus} GPU(s); this host has {len(self.gpus)}")
-            return world
-        if job.pipeline.gpus > len(self.free_gpus):
-            self._wait(job, f"waiting for {job.pipeline.gpus} GPU(s): {len(self.free_gpus)} free, "
-                            "the others held by running jobs")
-            return world
-        others = Counter(world.queued)
-        others.subtract(job.pipeline.model_names)
-        world = replace(world, queued=+others)
+            return
+        if job.gpus > len(self.gpus):
+            self._drop(job, f"requests {job.gpus} GPU(s); this host has {len(self.gpus)}")
+            return
+        if job.gpus > len(self.free_gpus):
+            self._wait(job, f"waiting for {job.gpus} GPU(s): {len(self.free_gpus)} free, "
+                            "the others held by running jobs", nothing_free)
+            return
+        offer.take_wants(job)
         decide = placement.POLICIES[self.settings.placement_policy]
         max_models = self.settings.max_models_per_instance
-        groups = placement.operator_groups([op.model_names for op in job.pipeline.operators], max_models)
-        views, free, decisions = self.pool.views(), self.pool.free_slots(), []
+        groups = job.groups(max_models)
+        views, free, decisions = offer.listed, offer.free, []
         for models in groups:  # each group's instance is its own: not offered to the next group
-            decision = decide(list(models), digests, views, free, max_models, world)
+            decision = offer.blocked.get(models) if nothing_free else None
+            if decision is None:
+                decision = decide(list(models), digests, views, free, max_models, offer.world)
+            if decision.action in (Action.WAIT, Action.REFUSE) and nothing_free:
+                offer.blocked[models] = decision  # the same answer for every job wanting these, this pass
             if decision.action is Action.WAIT:
-                self._wait(job, f"waiting for an instance: {decision.reason}")
-                return world
+                self._wait(job, f"waiting for an instance: {decision.reason}", nothing_free)
+                return
             if decision.action is Action.REFUSE:
                 self._drop(job, decision.reason)
-                return world
+                return
             decisions.append((models, decision))
             views = [replace(view, idle=False) if view.id == decision.instance else view for view in views]
             free = [slot for slot in free if slot != decision.slot]
         if decisions and self.launch_error is not None:
             self._drop(job, self.launch_error)
-            return world
+            return
         self.queue.remove(job)
         leases = [Lease(self.pool.lease(decision, job.id), decision, models) for models, decision in decisions]
         gpus = sorted(self.free_gpus)[:job.pipeline.gpus]
@@ -207,16 +231,23 @@ class Scheduler:
         taken: Counter[str] = Counter()
         for lease in leases:
             taken[lease.instance.slot.domain] += lease.decision.memory
-        return replace(world, memory=less(world.memory, taken))
+        offer.placed([lease.instance for lease in leases], taken)
+        self._settle()
+
+    def _settle(self) -> None:
+        """What a waiting job's answer depends on while no instance is idle and no slot is free,
+        besides the costs of its own models (a measured one unsettles the jobs that want it): the
+        repository, the settings, the instances, the free GPUs."""
+        inputs = (self.store.catalog_version, self.settings, tuple(self.pool.instances), len(self.free_gpus),
+                  self.launch_error)
+        if inputs != self._settled:
+            self._settled = inputs
 
     def world(self, digests: dict[str, str]) -> World:
         """What placement needs to know this pass: costs, memory per domain, slots, the queue."""
-        queued = Counter(name for job in self.queue for name in job.pipeline.model_names)
+        queued = Counter(self.queue.wanted)
         devices = {slot.device for slot in self.pool.slots.values()}
-        names = set(queued) | {name for instance in self.pool.instances.values() for name in instance.loaded}
-        sizes = self.store.model_sizes()
-        costs = {(name, device): self.costs.of(name, digests[name], sizes.get(name, 0), device).load
-                 for name in names if name in digests for device in devices}
+        costs = self.costs.table(digests, self.store.model_sizes(), devices)
         margin = self.settings.memory_margin_bytes
         memory: dict[str, Memory] = {}
         if "gpu" in devices:
@@ -230,17 +261,16 @@ class Scheduler:
             for lease in running.leases:
                 if lease.instance.state in (InstanceState.STARTING, InstanceState.LOADING):
                     in_flight[lease.instance.slot.domain] += lease.decision.memory
-        slots = {slot.id: Place(slot.device, slot.domain) for slot in self.pool.slots.values()}
-        return World(costs, less(memory, in_flight), slots, self.costs.start_seconds, queued)
+        return World(costs, less(memory, in_flight), self.places, self.costs.start_seconds, queued)
 
-    def _prewarm(self, digests: dict[str, str], world: World, now: float) -> None:
+    def _prewarm(self, digests: dict[str, str], world: World, now: float, order: list[QueuedJob]) -> None:
         """With a slot free, warm an instance ahead of jobs: with the models of the first waiting job
         that no instance holds (it waits for its GPUs), else (keep_warm) with the most used
         pipeline's. One per pass; what placement would start for them, within memory."""
         free = self.pool.free_slots()
         if not free or self.launch_error is not None or self.settings.placement_policy != "clarad":
             return
-        wanted = [job.pipeline.model_names for job in queue_order(self.queue, now, self.settings.priority_aging_seconds)]
+        wanted = [list(job.models) for job in order if job in self.queue]
         if self.settings.keep_warm and not wanted:
             wanted = [self._most_used_models(now)]
         for models in wanted:
@@ -271,7 +301,7 @@ class Scheduler:
         if now - self._most_used[0] > MOST_USED_EVERY:
             name = self.store.most_used_pipeline()
             record = self.store.pipeline(name) if name else None
-            self._most_used = (now, parse_pipeline(record["definition"]).model_names if record else [])
+            self._most_used = (now, known.parsed(record["definition"]).model_names if record else [])
         return self._most_used[1]
 
     def _stop_idle(self, now: float) -> None:
@@ -289,8 +319,10 @@ class Scheduler:
         self.queue.remove(job)
         self.runner.finish(job.id, JobStatus.FAULTED, reason)
 
-    def _wait(self, job: QueuedJob, reason: str) -> None:
-        """Say in the store (and so in `clarad jobs show`) why a job still waits; written on change only."""
+    def _wait(self, job: QueuedJob, reason: str, nothing_free: bool) -> None:
+        """Say in the store (and so in `clarad jobs show`) why a job still waits; written on change only.
+        A job that waits with nothing free is settled: not offered again until what it saw changes."""
+        job.settled = self._settled if nothing_free else None
         if job.waiting != reason:
             job.waiting = reason
             self.store.note_wait(job.id, reason)
@@ -321,11 +353,14 @@ class Scheduler:
 
     def snapshot(self, digests: dict[str, str]) -> Snapshot:
         models, model_bytes, pipelines = self.store.catalog_counts()
-        costs = {(name, device): cost for (name, digest, device), cost in self.costs.measured().items()
-                 if digests.get(name) == digest}
+        if self._live_costs[0] != (self.store.catalog_version, self.costs.version):  # else they are as they were
+            self._live_costs = ((self.store.catalog_version, self.costs.version),
+                                {(name, device): cost for (name, digest, device), cost in self.costs.measured().items()
+                                 if digests.get(name) == digest})
+        costs = self._live_costs[1]
         return Snapshot(models, model_bytes, pipelines, {"PENDING": len(self.queue), "RUNNING": len(self.running)},
                         self.pool.counts(), costs, self.pool.metrics_targets())
 
     def waiting(self, now: float) -> list[str]:
-        return [job.id for job in queue_order(self.queue, now, self.settings.priority_aging_seconds)]
+        return [job.id for job in self.queue.ordered(now, self.settings.priority_aging_seconds)]
 

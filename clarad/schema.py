@@ -48,4 +48,29 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN size INTEGER;
     """,
+    # 6: what grows with finished jobs is read through indexes and running totals, not scans:
+    #    job counts and bytes per (state, status) kept by triggers; finished jobs oldest first;
+    #    finished jobs not yet measured
+    """
+    CREATE TABLE job_totals (
+        state TEXT NOT NULL, status TEXT NOT NULL, jobs INTEGER NOT NULL, bytes INTEGER NOT NULL,
+        PRIMARY KEY (state, status));
+    INSERT INTO job_totals SELECT state, coalesce(status, ''), count(*), coalesce(sum(size), 0) FROM jobs GROUP BY 1, 2;
+    CREATE TRIGGER job_totals_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_totals VALUES (NEW.state, coalesce(NEW.status, ''), 1, coalesce(NEW.size, 0))
+        ON CONFLICT (state, status) DO UPDATE SET jobs = jobs + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER job_totals_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_totals SET jobs = jobs - 1, bytes = bytes - coalesce(OLD.size, 0)
+        WHERE state = OLD.state AND status = coalesce(OLD.status, '');
+    END;
+    CREATE TRIGGER job_totals_update AFTER UPDATE OF state, status, size ON jobs BEGIN
+        UPDATE job_totals SET jobs = jobs - 1, bytes = bytes - coalesce(OLD.size, 0)
+        WHERE state = OLD.state AND status = coalesce(OLD.status, '');
+        INSERT INTO job_totals VALUES (NEW.state, coalesce(NEW.status, ''), 1, coalesce(NEW.size, 0))
+        ON CONFLICT (state, status) DO UPDATE SET jobs = jobs + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE INDEX jobs_by_stop ON jobs(state, stopped_at, id);
+    CREATE INDEX jobs_unmeasured ON jobs(id) WHERE state = 'STOPPED' AND size IS NULL;
+    """,
 ]

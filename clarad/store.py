@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,6 +34,17 @@ def new_id() -> str:
 class Store(Database):
     def __init__(self, path: Path) -> None:
         super().__init__(path, MIGRATIONS)
+        self.catalog_version = 0  # moves with every change of models or pipelines
+        self._catalog: dict[str, Any] = {}  # reads of the catalog, until it changes (every pass reads them)
+
+    def _catalog_changed(self) -> None:
+        self.catalog_version += 1
+        self._catalog.clear()
+
+    def _cached(self, key: str, read: Callable[[], Any]) -> Any:
+        if key not in self._catalog:
+            self._catalog[key] = read()
+        return self._catalog[key]
 
     # -- models ----------------------------------------------------------------------------------
 
@@ -50,6 +62,7 @@ class Store(Database):
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, model_id, digest, backend, json.dumps(versions), size, source, now),
             )
+        self._catalog_changed()
         return model_id
 
     @staticmethod
@@ -73,6 +86,7 @@ class Store(Database):
                 "UPDATE models SET digest = ?, backend = ?, versions = ?, size = ?, source = ?, added_at = ? WHERE name = ?",
                 (kept["digest"], kept["backend"], kept["versions"], kept["size"], kept["source"], kept["added_at"], name),
             )
+        self._catalog_changed()
 
     def prune_revisions(self, name: str, keep: int) -> list[str]:
         """Forget all but the ``keep`` most recently replaced revisions; return the digests forgotten."""
@@ -91,6 +105,7 @@ class Store(Database):
             db.execute("DELETE FROM models WHERE name = ?", (name,))
             db.execute("DELETE FROM model_revisions WHERE name = ?", (name,))
             db.execute("DELETE FROM model_costs WHERE name = ?", (name,))
+        self._catalog_changed()
 
     def revisions(self, name: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
@@ -129,6 +144,9 @@ class Store(Database):
 
     def catalog_counts(self) -> tuple[int, int, int]:
         """Models, their bytes, and pipelines: one query, for the metrics snapshot."""
+        return self._cached("counts", self._catalog_counts)  # type: ignore[no-any-return]
+
+    def _catalog_counts(self) -> tuple[int, int, int]:
         row = self.db.execute(
             "SELECT (SELECT count(*) FROM models), (SELECT coalesce(sum(size), 0) FROM models), "
             "(SELECT count(*) FROM pipelines)"
@@ -136,10 +154,12 @@ class Store(Database):
         return int(row[0]), int(row[1]), int(row[2])
 
     def model_sizes(self) -> dict[str, int]:
-        return {row["name"]: row["size"] for row in self.db.execute("SELECT name, size FROM models")}
+        return dict(self._cached("sizes", lambda: {row["name"]: row["size"]
+                                                   for row in self.db.execute("SELECT name, size FROM models")}))
 
     def model_digests(self) -> dict[str, str]:
-        return {row["name"]: row["digest"] for row in self.db.execute("SELECT name, digest FROM models")}
+        return dict(self._cached("digests", lambda: {row["name"]: row["digest"]
+                                                     for row in self.db.execute("SELECT name, digest FROM models")}))
 
     # -- pipelines -------------------------------------------------------------------------------
 
@@ -148,6 +168,7 @@ class Store(Database):
             row = db.execute("SELECT id FROM pipelines WHERE name = ?", (name,)).fetchone()
             pipeline_id = row["id"] if row else new_id()
             db.execute("INSERT OR REPLACE INTO pipelines VALUES (?, ?, ?, ?)", (name, pipeline_id, definition, now))
+        self._catalog_changed()
         return pipeline_id
 
     def pipelines(self) -> list[dict[str, Any]]:
@@ -172,6 +193,7 @@ class Store(Database):
             db.execute("DELETE FROM metadata WHERE kind = 'pipeline' AND owner IN "
                        "(SELECT id FROM pipelines WHERE name = ?)", (name,))
             db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
+        self._catalog_changed()
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -264,11 +286,27 @@ class Store(Database):
                                (*[value for _, value in wheres], limit)).fetchall()
         return [self._job_dict(row) for row in rows]
 
-    def finished_jobs(self) -> list[dict[str, Any]]:
-        """Stopped jobs, oldest first: id, stopped_at, size (None until measured)."""
-        rows = self.db.execute("SELECT id, stopped_at, size FROM jobs WHERE state = ? ORDER BY stopped_at, id",
-                               (JobState.STOPPED.value,))
+    def finished_jobs(self, after: Optional[tuple[float, str]] = None, limit: int = -1) -> list[dict[str, Any]]:
+        """Stopped jobs, oldest first: id, stopped_at, size (None until measured); those after
+        ``after``, the (stopped_at, id) of the last of a previous batch; at most ``limit`` (-1: all)."""
+        since = "" if after is None else "AND (stopped_at, id) > (?, ?)"
+        rows = self.db.execute(f"SELECT id, stopped_at, size FROM jobs WHERE state = ? {since} ORDER BY stopped_at, id "
+                               "LIMIT ?", (JobState.STOPPED.value, *(after or ()), limit))
         return [dict(row) for row in rows]
+
+    def unmeasured_jobs(self) -> list[str]:
+        """Stopped jobs whose size is not measured yet (those stopped since the last look)."""
+        return [row["id"] for row in self.db.execute(
+            "SELECT id FROM jobs INDEXED BY jobs_unmeasured WHERE state = 'STOPPED' AND size IS NULL")]  # as the index says
+
+    def finished_bytes(self) -> int:
+        """The measured size of every stopped job together (a running total, not a scan)."""
+        row = self.db.execute("SELECT coalesce(sum(bytes), 0) FROM job_totals WHERE state = ?",
+                              (JobState.STOPPED.value,)).fetchone()
+        return int(row[0])
+
+    def job_ids(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT id FROM jobs")}
 
     def note_job_size(self, job_id: str, size: int) -> None:
         with self._tx() as db:
@@ -300,14 +338,16 @@ class Store(Database):
         job["operators"] = [dict(op) for op in ops]
         return job
 
-    def most_used_pipeline(self) -> Optional[str]:
-        row = self.db.execute("SELECT pipeline FROM jobs GROUP BY pipeline ORDER BY count(*) DESC LIMIT 1").fetchone()
+    def most_used_pipeline(self, recent: int = 1000) -> Optional[str]:
+        """The pipeline of most of the ``recent`` newest jobs (rowids grow with insertion)."""
+        row = self.db.execute("SELECT pipeline FROM (SELECT pipeline FROM jobs ORDER BY rowid DESC LIMIT ?) "
+                              "GROUP BY pipeline ORDER BY count(*) DESC LIMIT 1", (recent,)).fetchone()
         return str(row["pipeline"]) if row else None
 
     def job_counts(self) -> dict[str, int]:
         """Jobs by state, and stopped ones by status: {"PENDING": n, ..., "HEALTHY": n, ...}."""
         counts: dict[str, int] = {}
-        for row in self.db.execute("SELECT state, status, count(*) AS n FROM jobs GROUP BY state, status"):
+        for row in self.db.execute("SELECT state, status, jobs AS n FROM job_totals WHERE jobs > 0"):  # kept by triggers
             counts[row["state"]] = counts.get(row["state"], 0) + row["n"]
             if row["status"]:
                 counts[row["status"]] = counts.get(row["status"], 0) + row["n"]

@@ -22,11 +22,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import psutil
-import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 
 from clarad import children, leftovers
 from clarad.errors import TritonError
@@ -231,11 +229,13 @@ class TritonServer:
     memory_probe: Callable[[], int]
     shm_prefix: str  # its Python backend's shared-memory regions
     binary_name: str
-    client: grpcclient.InferenceServerClient = field(init=False)
+    client: Any = field(init=False)  # tritonclient.grpc.InferenceServerClient
     answered_at: Optional[float] = field(default=None, init=False)  # monotonic time of its last good health probe
 
     def __post_init__(self) -> None:
-        self.client = grpcclient.InferenceServerClient(self.ports.grpc_uri)
+        import tritonclient.grpc  # here: tens of MB (numpy) that a daemon running no instance does without
+
+        self.client = tritonclient.grpc.InferenceServerClient(self.ports.grpc_uri)
 
     async def _wait_ready(self, deadline: float, timeout: float) -> None:
         while time.monotonic() < deadline:
@@ -260,7 +260,7 @@ class TritonServer:
         try:
             return bool(self.client.is_server_live(client_timeout=within)
                         and (not ready or self.client.is_server_ready(client_timeout=within)))
-        except InferenceServerException:
+        except _client_error():
             return False
 
     async def healthy(self, within: float = HEALTH_TIMEOUT) -> bool:
@@ -312,14 +312,14 @@ class TritonServer:
         """Load ``model`` with ``config_json`` as its configuration (see repository.stamped_config)."""
         try:
             await asyncio.to_thread(self.client.load_model, model, config=config_json, client_timeout=LOAD_TIMEOUT)
-        except InferenceServerException as exc:
+        except _client_error() as exc:
             raise TritonError(f"loading {model} on {self.id} failed: {_first_line(exc.message())}") from None
 
     async def served_revision(self, model: str) -> Optional[str]:
         """The revision stamp in the configuration Triton serves ``model`` with (None: no stamp)."""
         try:
             reply = await asyncio.to_thread(self.client.get_model_config, model, client_timeout=CALL_TIMEOUT)
-        except InferenceServerException as exc:
+        except _client_error() as exc:
             raise TritonError(f"{self.id} did not give the configuration of {model}: {_first_line(exc.message())}") from None
         stamp = reply.config.parameters.get(REVISION_PARAMETER)
         return stamp.string_value if stamp is not None else None
@@ -329,7 +329,7 @@ class TritonServer:
         UNLOADING, and its memory is given back only after)."""
         try:
             await asyncio.to_thread(self.client.unload_model, model, client_timeout=LOAD_TIMEOUT)
-        except InferenceServerException as exc:
+        except _client_error() as exc:
             raise TritonError(f"unloading {model} on {self.id} failed: {_first_line(exc.message())}") from None
         deadline = time.monotonic() + LOAD_TIMEOUT
         while await self._states(model) & {"UNLOADING", "READY"} and time.monotonic() < deadline:
@@ -338,14 +338,14 @@ class TritonServer:
     async def _states(self, model: str) -> set[str]:
         try:
             index = await asyncio.to_thread(self.client.get_model_repository_index)
-        except InferenceServerException as exc:
+        except _client_error() as exc:
             raise TritonError(f"{self.id} did not answer: {_first_line(exc.message())}") from None
         return {entry.state for entry in index.models if entry.name == model}
 
     async def ready_models(self) -> set[str]:
         try:
             index = await asyncio.to_thread(self.client.get_model_repository_index, client_timeout=CALL_TIMEOUT)
-        except InferenceServerException as exc:
+        except _client_error() as exc:
             raise TritonError(f"{self.id} did not answer: {_first_line(exc.message())}") from None
         return {m.name for m in index.models if m.state == "READY"}
 
@@ -373,3 +373,10 @@ class TritonServer:
 
 def _first_line(text: Optional[str]) -> str:
     return (text or "unknown error").strip().splitlines()[0]
+
+
+def _client_error() -> Any:
+    """tritonclient's exception class (imported by then: a server's client imports it)."""
+    from tritonclient.utils import InferenceServerException
+
+    return InferenceServerException

@@ -3,7 +3,7 @@
 set -eu
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-source docs/venv.sh "$root/.venv-test" "triton,test"
+source docs/venv.sh "$root/.venv-test" "triton,test,bench"
 # bubblewrap gives host operators Clara's /input and /output paths; its tests need it (as root, install it).
 if ! command -v bwrap >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing bubblewrap (operators' mount namespaces)"

@@ -8,16 +8,18 @@ rename (constant time, same file system). A replaced revision is kept under revi
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Optional
 
 from google.protobuf import json_format, text_format
-from tritonclient.grpc import model_config_pb2
 
 from clarad.errors import ModelRejected
 from clarad.pipelines import NAME_RE
@@ -85,8 +87,34 @@ def stamped_config(text: str, digest: str, where: str = "config.pbtxt") -> str:
     return str(json_format.MessageToJson(config))
 
 
-def parse_config(text: str, where: str = "config.pbtxt") -> model_config_pb2.ModelConfig:
-    config = model_config_pb2.ModelConfig()
+def model_config_pb2() -> ModuleType:
+    """Triton's model configuration schema, loaded from tritonclient's file without the package
+    ``tritonclient.grpc`` around it: that package imports numpy and its gRPC stubs, tens of MB a
+    daemon needs only once it runs an instance. Loaded once (validations run in worker threads, and
+    may ask at once), under a name of its own; the package, once imported, finds the schema already
+    in protobuf's pool and shares its message classes."""
+    global _schema
+    with _schema_lock:
+        if _schema is None:
+            package = importlib.util.find_spec("tritonclient")  # finds, does not import
+            assert package is not None and package.submodule_search_locations is not None
+            spec = importlib.util.spec_from_file_location(
+                "clarad_triton_model_config_pb2",
+                Path(list(package.submodule_search_locations)[0]) / "grpc" / "model_config_pb2.py")
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _schema = module
+        return _schema
+
+
+_schema: Optional[ModuleType] = None
+_schema_lock = threading.Lock()
+
+
+def parse_config(text: str, where: str = "config.pbtxt") -> Any:
+    """``text`` as a ``model_config_pb2.ModelConfig``; refused with the parser's reason."""
+    config = model_config_pb2().ModelConfig()
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:

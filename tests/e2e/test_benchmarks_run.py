@@ -1,4 +1,4 @@
-"""The benchmark scripts still run, on a tiny size (their figures are for bench/README.md, not here)."""
+"""The benchmark scripts still run, on a tiny size (their figures are for docs/benchmarks.md, not here)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
     ("cold_path.py", ["--runs", "1", "--models", "1"], "cold path overhead, clarad / bare"),
     ("pool_policies.py", ["--jobs", "2", "--models", "1", "--pipelines", "1", "--interval", "0"], "fresh / clarad"),
     ("footprint.py", ["--idle-seconds", "0.5", "--models", "5", "--finished", "20", "--burst", "2"], "idle CPU"),
+    ("decision_time.py", ["--instances", "4", "--queue", "3", "--repeats", "2", "--finished", "5", "--models", "20",
+                          "--pipelines", "5"], "pass placing one job"),
 ])
 def test_a_benchmark_runs_on_a_tiny_size(script: str, args: list[str], expected: str) -> None:
     done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300)
@@ -30,3 +32,12 @@ def test_the_container_benchmark_runs_on_a_tiny_size() -> None:
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "container / host" in done.stdout
+
+
+def test_the_decision_time_plot_is_drawn(tmp_path: Path) -> None:
+    plot = tmp_path / "decision-time.png"
+    done = subprocess.run([sys.executable, str(BENCH / "decision_time.py"), "--instances", "2", "4", "--queue", "2", "4",
+                           "--repeats", "1", "--finished", "0", "--models", "10", "--pipelines", "3", "--plot", str(plot)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -60,3 +60,26 @@ def test_directory_size_counts_files_and_not_what_links_point_to(tmp_path: Path)
     (tmp_path / "d" / "link").symlink_to(tmp_path / "big")
     assert directory_size(tmp_path / "d") == 5 + len(str(tmp_path / "big"))
     assert directory_size(tmp_path / "gone") == 0
+
+
+def test_prune_in_batches_removes_what_the_rule_says_over_every_finished_job(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "state")
+    layout.create()
+    store = Store(layout.database)
+    try:
+        sizes = [400, 100, 300, 200, 100, 500, 100]
+        for n, size in enumerate(sizes):
+            job_id = f"j{n}"
+            store.create_job(job_id, "p", job_id, "normal", ["a"], float(n))
+            (layout.job_dir(job_id)).mkdir(parents=True)
+            (layout.job_dir(job_id) / "data").write_bytes(b"x" * size)
+            store.finish_job(job_id, JobStatus.HEALTHY, "done", 100.0 + (n if n != 3 else 1.5))  # j3 before j2
+        expected = to_remove([{"id": f"j{n}", "stopped_at": 100.0 + (n if n != 3 else 1.5), "size": s}
+                              for n, s in sorted(enumerate(sizes), key=lambda e: e[0] if e[0] != 3 else 1.5)],
+                             now=200.0, max_age_days=0, max_bytes=700)
+        removed = asyncio.run(prune(layout, store, now=200.0, max_age_days=0, max_bytes=700, batch=2))
+        assert removed == expected == ["j0", "j1", "j3", "j2"]
+        assert store.finished_bytes() == 700 and sorted(p.name for p in layout.jobs.iterdir()) == ["j4", "j5", "j6"]
+        assert store.unmeasured_jobs() == []
+    finally:
+        store.close()

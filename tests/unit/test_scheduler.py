@@ -63,7 +63,7 @@ async def test_a_job_placement_refuses_is_faulted_with_placements_reason(tmp_pat
         record = h.job(job)
         assert (record["state"], record["status"], record["reason"]) == (
             "STOPPED", "FAULTED", "the job asks for 3 models; one instance may hold at most 2 (max_models_per_instance)")
-        assert (h.scheduler.queue, h.scheduler.running, h.pool.instances) == ([], {}, {})
+        assert (list(h.scheduler.queue), h.scheduler.running, h.pool.instances) == ([], {}, {})
 
 
 @drive
@@ -89,7 +89,7 @@ async def test_a_job_waits_for_an_instance_with_its_reason_and_starts_when_one_i
         assert (await h.ended(running))["status"] == "HEALTHY"
         assert h.wakes > wakes  # the job's end asks for a pass
         h.scheduler.run_pass(1002.0)
-        assert second in h.scheduler.running and h.scheduler.queue == []
+        assert second in h.scheduler.running and list(h.scheduler.queue) == []
         record = await h.ended(h.scheduler.running[second])
         assert (record["status"], record["reason"], record["instance"]) == (
             "HEALTHY", "all 1 operator(s) completed", "triton-0")
@@ -315,3 +315,44 @@ async def test_a_warm_instance_that_stopped_answering_is_replaced_and_its_job_qu
         h.scheduler.run_pass(1002.0)
         record = await h.ended(h.scheduler.running[job])
         assert (record["status"], record["instance"], record["models"]) == ("HEALTHY", "triton-1", {"a": a})
+
+
+@drive
+async def test_a_waiting_job_is_offered_again_only_when_what_its_answer_depends_on_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Harness(tmp_path, cpu_instances=1) as h:
+        h.add_model("a")
+        b = h.add_model("b")
+        asked: list[list[str]] = []
+
+        def counted(wanted, *args, **kwargs):  # type: ignore[no-untyped-def]
+            asked.append(list(wanted))
+            return placement.decide(wanted, *args, **kwargs)
+
+        monkeypatch.setitem(placement.POLICIES, "clarad", counted)
+        h.launcher.gate = asyncio.Event()  # the first job holds the only instance until the test says
+        first = h.submit(pipeline_text(["a"]))
+        h.scheduler.run_pass(1000.0)
+        waiting = [h.submit(pipeline_text(["b"])) for _ in range(3)]
+        h.scheduler.run_pass(1001.0)
+        assert asked == [["a"], ["b"]]  # the three jobs wanting b get placement's one answer
+        assert {h.job(job)["reason"] for job in waiting} == {
+            "waiting for an instance: all 1 instance(s) are leased and no slot is free"}
+
+        h.scheduler.run_pass(1002.0)
+        assert asked == [["a"], ["b"]]  # nothing changed: no job offered again
+
+        h.costs.record("a", h.store.model_digests()["a"], "cpu", 2.0, 1000, 1003.0)  # no waiting job wants a
+        h.scheduler.run_pass(1003.0)
+        assert asked == [["a"], ["b"]]
+        h.costs.record("b", b, "cpu", 2.0, 1000, 1003.0)  # b's load measured: placement may answer otherwise
+        h.scheduler.run_pass(1003.0)
+        assert asked == [["a"], ["b"], ["b"]]
+
+        h.store.remove_model("b")  # the repository changed: the jobs are faulted though nothing is free
+        h.scheduler.run_pass(1004.0)
+        assert [(h.job(job)["status"], h.job(job)["reason"]) for job in waiting] == [
+            ("FAULTED", "model(s) b no longer in the repository")] * 3
+        assert list(h.scheduler.queue) == [] and first in h.scheduler.running
+        h.launcher.gate.set()
+        assert (await h.ended(h.scheduler.running[first]))["status"] == "HEALTHY"

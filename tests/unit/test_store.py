@@ -428,6 +428,73 @@ def test_commits_on_the_loop_are_synced_in_a_worker_thread_not_on_the_loop(
         store.close()
 
 
+def test_catalog_reads_follow_every_change_of_models_and_pipelines(store: Store) -> None:
+    assert (store.model_digests(), store.model_sizes(), store.catalog_counts()) == ({}, {}, (0, 0, 0))
+    store.accept_model("seg", "d" * 64, "python", [1], 10, "inbox:seg", 1.0)
+    assert (store.model_digests(), store.model_sizes(), store.catalog_counts()) == ({"seg": "d" * 64}, {"seg": 10},
+                                                                                    (1, 10, 0))
+    store.accept_model("seg", "e" * 64, "python", [1], 20, "inbox:seg", 2.0)
+    assert (store.model_digests(), store.catalog_counts()) == ({"seg": "e" * 64}, (1, 20, 0))
+    store.rollback_model("seg", "d" * 64, 3.0)
+    assert (store.model_digests(), store.model_sizes()) == ({"seg": "d" * 64}, {"seg": 10})
+    store.accept_pipeline("p", "name: p", 4.0)
+    assert store.catalog_counts() == (1, 10, 1)
+    store.remove_pipeline("p")
+    store.remove_model("seg")
+    assert (store.model_digests(), store.model_sizes(), store.catalog_counts()) == ({}, {}, (0, 0, 0))
+    store.model_digests()["x"] = "changed by a caller"
+    assert store.model_digests() == {}  # each caller gets its own copy
+
+
+def scanned(store: Store) -> tuple[dict[str, int], int]:
+    """Job counts and finished bytes as a scan over every job gives them."""
+    counts: dict[str, int] = {}
+    for row in store.db.execute("SELECT state, status, count(*) AS n FROM jobs GROUP BY state, status"):
+        counts[row["state"]] = counts.get(row["state"], 0) + row["n"]
+        if row["status"]:
+            counts[row["status"]] = counts.get(row["status"], 0) + row["n"]
+    total = store.db.execute("SELECT coalesce(sum(size), 0) FROM jobs WHERE state = 'STOPPED'").fetchone()[0]
+    return counts, total
+
+
+def test_running_job_totals_equal_a_scan_through_every_transition(store: Store) -> None:
+    ids = [f"{n:032x}" for n in range(8)]
+    for n, job_id in enumerate(ids):
+        store.create_job(job_id, "seg", f"s{n}", "normal", ["a"], now=float(n))
+    for job_id in ids[:6]:
+        store.start_job(job_id, "triton-0", now=10.0)
+    store.requeue_job(ids[5], "instance died")
+    for job_id, status in zip(ids[:4], (JobStatus.HEALTHY, JobStatus.HEALTHY, JobStatus.FAULTED, JobStatus.CANCELED)):
+        store.finish_job(job_id, status, "r", now=20.0)
+    store.note_job_size(ids[0], 1000)
+    store.note_job_size(ids[1], 500)
+    store.note_job_size(ids[0], 700)  # measured again
+    assert (store.job_counts(), store.finished_bytes()) == scanned(store) == (
+        {"PENDING": 3, "RUNNING": 1, "STOPPED": 4, "HEALTHY": 2, "FAULTED": 1, "CANCELED": 1}, 1200)
+    store.forget_jobs([ids[0], ids[3], ids[6]])  # a job not stopped is not forgotten
+    assert (store.job_counts(), store.finished_bytes()) == scanned(store) == (
+        {"PENDING": 3, "RUNNING": 1, "STOPPED": 2, "HEALTHY": 1, "FAULTED": 1}, 500)
+    assert store.unmeasured_jobs() == [ids[2]]
+
+
+def test_an_older_database_gets_totals_of_the_jobs_it_already_holds(tmp_path: Path) -> None:
+    path = tmp_path / "clarad.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:5], start=1):
+        for statement in database.statements(script):
+            old.execute(statement)
+        old.execute(f"PRAGMA user_version = {number}")
+    old.execute("INSERT INTO jobs (id, pipeline, name, priority, state, status, created_at, stopped_at, size) "
+                "VALUES ('a', 'p', 'a', 'normal', 'STOPPED', 'HEALTHY', 1, 2, 300), "
+                "('b', 'p', 'b', 'normal', 'PENDING', NULL, 3, NULL, NULL)")
+    old.close()
+    store = Store(path)
+    try:
+        assert (store.job_counts(), store.finished_bytes()) == ({"STOPPED": 1, "HEALTHY": 1, "PENDING": 1}, 300)
+    finally:
+        store.close()
+
+
 def test_a_commit_outside_the_loop_is_synced_before_it_returns(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path / "clarad.db")
@@ -437,3 +504,9 @@ def test_a_commit_outside_the_loop_is_synced_before_it_returns(tmp_path: Path,
         assert [path for _, path in synced] == [f"{tmp_path / 'clarad.db'}-wal"]
     finally:
         store.close()
+
+
+def test_a_trigger_body_is_one_statement_of_a_migration() -> None:
+    script = "CREATE TABLE t (x); CREATE TRIGGER g AFTER INSERT ON t BEGIN UPDATE t SET x = 1; DELETE FROM t; END;\n"
+    assert [s.strip() for s in database.statements(script)] == [
+        "CREATE TABLE t (x);", "CREATE TRIGGER g AFTER INSERT ON t BEGIN UPDATE t SET x = 1; DELETE FROM t; END;"]
