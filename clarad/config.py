@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     container_pull: Literal["never", "missing"] = Field(
         "never", description="never: images come from the local store only; missing: pull what it lacks.")
     max_parallel_operators: int = Field(4, ge=1, le=256, description="Operators of one job running at once, at most.")
+    max_running_jobs: int = Field(
+        32, ge=1, le=10000, description="Jobs running at once, at most (a job with models also holds an instance "
+                                        "of its own); the others wait PENDING, saying so.")
     drop_group: Optional[str] = Field(
         None, description="Drops are taken from root, clarad's user and members of this group (clarad's own when unset).")
     operator_containment: Literal["auto", "cgroup", "descendants"] = Field(

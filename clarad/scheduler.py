@@ -167,7 +167,11 @@ class Scheduler:
         for name in set(measured):  # a new cost of its model may change a waiting job's answer
             for job in self.queue.wanting(name):
                 job.settled = None
-        for job in order:
+        cap = self.settings.max_running_jobs
+        for n, job in enumerate(order):
+            if len(self.running) >= cap:  # the rest wait for room, saying so (written once per job)
+                self._wait_all(order[n:], f"waiting: {cap} jobs are running (max_running_jobs)")
+                break
             # With nothing to give, a job that waited under the same inputs would wait again, for the
             # same reason: it is not offered again (a pass costs the jobs it can place, not the queue).
             if job.settled is not self._settled or not offer.nothing_free():
@@ -326,6 +330,14 @@ class Scheduler:
         if job.waiting != reason:
             job.waiting = reason
             self.store.note_wait(job.id, reason)
+
+    def _wait_all(self, jobs: list[QueuedJob], reason: str) -> None:
+        """``_wait`` for many jobs, in one write: a burst of payloads must not cost a commit each."""
+        changed = [job for job in jobs if job.waiting != reason]
+        for job in changed:
+            job.settled, job.waiting = None, reason
+        if changed:
+            self.store.note_waits([job.id for job in changed], reason)
 
     def _unload_removed(self, digests: dict[str, str]) -> None:
         """Idle instances unload models no longer in the repository (in the background)."""

@@ -240,8 +240,13 @@ class Store(Database):
 
     def note_wait(self, job_id: str, reason: str) -> None:
         """Why a PENDING job has not started yet (cleared when it starts)."""
+        self.note_waits([job_id], reason)
+
+    def note_waits(self, job_ids: list[str], reason: str) -> None:
+        """The same reason for many PENDING jobs, in one transaction."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET reason = ? WHERE id = ? AND state = ?", (reason, job_id, JobState.PENDING.value))
+            db.executemany("UPDATE jobs SET reason = ? WHERE id = ? AND state = ?",
+                           [(reason, job_id, JobState.PENDING.value) for job_id in job_ids])
 
     def note_job_models(self, job_id: str, models: dict[str, str]) -> None:
         """Record which revision of each model served the job."""

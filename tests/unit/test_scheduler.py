@@ -356,3 +356,23 @@ async def test_a_waiting_job_is_offered_again_only_when_what_its_answer_depends_
         assert list(h.scheduler.queue) == [] and first in h.scheduler.running
         h.launcher.gate.set()
         assert (await h.ended(h.scheduler.running[first]))["status"] == "HEALTHY"
+
+
+@drive
+async def test_jobs_beyond_max_running_jobs_wait_saying_so_and_start_as_room_comes(tmp_path: Path) -> None:
+    async with Harness(tmp_path) as h:
+        h.scheduler.settings = h.settings.model_copy(update={"max_running_jobs": 2})
+        jobs = [h.submit(pipeline_text(command=SLEEPER)) for _ in range(4)]  # no model: no instance bounds them
+        h.scheduler.run_pass(1000.0)
+        started = set(h.scheduler.running)
+        assert len(started) == 2
+        waiting = [job for job in jobs if job not in started]
+        assert [h.job(job)["reason"] for job in waiting] == ["waiting: 2 jobs are running (max_running_jobs)"] * 2
+        pids = [await h.operator_running(job) for job in started]
+        assert all(psutil.pid_exists(pid) for pid in pids)
+
+        ended = sorted(started)[0]
+        h.scheduler.cancel(ended)
+        await until(lambda: ended not in h.scheduler.running, "the canceled job to end")
+        h.scheduler.run_pass(1001.0)
+        assert len(h.scheduler.running) == 2 and len(set(h.scheduler.running) & set(waiting)) == 1
