@@ -67,8 +67,10 @@ class Settings(BaseSettings):
     instance_idle_seconds: float = Field(0.0, ge=0, description="Idle instances beyond instances_min_idle stop after "
                                          "this long; 0: they stay.")
     instances_min_idle: int = Field(1, ge=0, description="Idle instances kept however long they are idle.")
-    placement_policy: Literal["clarad", "any-idle", "fresh"] = Field(
+    placement_policy: Literal["clarad", "any-idle", "lru", "oracle", "fresh"] = Field(
         "clarad", description="How jobs get instances; the others are baselines for benchmarks.")
+    placement_future: Optional[Path] = Field(None, description="The oracle baseline's knowledge: a JSON list of the "
+                                             "model lists of the jobs to come, in arrival order.")
     keep_warm: bool = Field(False, description="Keep an instance warm with the models of the pipeline most used by the newest 1,000 jobs.")
     load_timeout_seconds: float = Field(900.0, gt=0, description="A model load taking longer faults the job.")
 
@@ -120,6 +122,8 @@ class Settings(BaseSettings):
                 f"job_timeout_seconds ({self.job_timeout_seconds:g}) exceeds "
                 f"job_timeout_max_seconds ({self.job_timeout_max_seconds:g})"
             )
+        if self.placement_policy == "oracle" and self.placement_future is None:
+            raise ValueError("placement_policy \"oracle\" needs placement_future (the jobs to come)")
         return self
 
     @classmethod

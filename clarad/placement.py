@@ -13,8 +13,11 @@ The rules (Clara's Model Repository, for one host, placed by what loads cost):
 - an idle instance holding none of the wanted models but others keeps them for the jobs that want
   them when a slot is free: a new instance starts there instead;
 - an instance never holds more than ``max_models`` models, nor more than its device's memory can
-  take (``World.memory``): unwanted models are unloaded to make room, those no waiting job wants
-  first, then least recently used; unloading a model a waiting job wants costs its reload time;
+  take (``World.memory``): unwanted models are unloaded to make room, those least worth keeping
+  first, then least recently used. A model's worth is its reload time weighed by how likely the
+  next job wants it: surely if a waiting job does, else the share of recent jobs that wanted it
+  (``World.demand``; with Zipf-like popularity this beats recency alone). An unload adds that worth
+  to the option's cost, so a job goes where its loads cost least, now and expected next;
 - with nothing able to take the job now it waits; it never fails for being busy. A job asking for
   more models than one instance may hold, or for more memory than any device ever has, is refused.
 """
@@ -87,6 +90,10 @@ class World:
     slots: Mapping[str, Place] = field(default_factory=dict)  # free slot -> place; absent: the CPU
     start_seconds: float = 1.0  # an instance start, before its loads
     queued: Mapping[str, int] = field(default_factory=dict)  # model -> other waiting jobs that want it
+    demand: Mapping[str, float] = field(default_factory=dict)  # model -> share of recent jobs that wanted it
+    # model -> how many jobs from now the next job wanting it comes; absent: none does. Known only
+    # to the "oracle" baseline of benchmarks, which is given the whole trace.
+    next_use: Mapping[str, int] = field(default_factory=dict)
 
     def cost(self, name: str, device: str) -> LoadCost:
         return self.costs.get((name, device), UNKNOWN)
@@ -185,9 +192,15 @@ def _reuse(want: list[str], view: InstanceView, digests: Mapping[str, str], max_
     stale = sum(name in view.loaded for name in want) - held
     load = tuple(name for name in want if not _current(view, name, digests))
     need = sum(world.cost(name, device).memory for name in load if name not in view.loaded)
-    # Unloading order: what no waiting job wants first, then least recently used, then by name.
+    def keep(name: str) -> float:
+        """What unloading ``name`` is expected to cost later: its reload, weighed by how likely the
+        next job wants it (surely if a waiting job does; else as often as recent jobs did)."""
+        likely = 1.0 if world.queued.get(name, 0) else world.demand.get(name, 0.0)
+        return world.cost(name, device).seconds * likely
+
+    # Unloading order: what is least worth keeping first, then least recently used, then by name.
     extra = sorted((name for name in view.loaded if name not in want),
-                   key=lambda n: (world.queued.get(n, 0) > 0, view.last_used.get(n, 0.0), n))
+                   key=lambda n: (keep(n), view.last_used.get(n, 0.0), n))
     unload = extra[: max(0, len(extra) - (max_models - len(want)))]
     room = world.memory.get(view.place.domain)
     if room is not None:
@@ -200,7 +213,7 @@ def _reuse(want: list[str], view: InstanceView, digests: Mapping[str, str], max_
         if need > room.free + freed:
             return None
     seconds = sum(world.cost(name, device).seconds for name in load)
-    penalty = sum(world.cost(name, device).seconds for name in unload if world.queued.get(name, 0))
+    penalty = sum(keep(name) for name in unload)
     others = len(view.loaded) - held - stale
     kind = Reuse.HIT if not load else (Reuse.PARTIAL if held else Reuse.MISS)
     reason = f"instance {view.id} holds {held} of {len(want)} wanted model(s)"
@@ -271,8 +284,21 @@ def decide_fresh(wanted: Sequence[str], digests: Mapping[str, str], instances: S
 
 def decide_any_idle(wanted: Sequence[str], digests: Mapping[str, str], instances: Sequence[InstanceView],
                     free_slots: Sequence[str], max_models: int, world: World = World()) -> Decision:
-    """The first idle instance, whatever it holds (least recently used models unloaded beyond
-    ``max_models``); a new one only when none is idle."""
+    """The first idle instance, whatever it holds, made to hold exactly the job's models (those it
+    already has stay, every other is unloaded); a new one only when none is idle."""
+    return _first_idle(wanted, digests, instances, free_slots, max_models, keep=False)
+
+
+def decide_lru(wanted: Sequence[str], digests: Mapping[str, str], instances: Sequence[InstanceView],
+               free_slots: Sequence[str], max_models: int, world: World = World()) -> Decision:
+    """The first idle instance, whatever it holds, as a per-instance LRU cache: it loads what it
+    lacks and unloads its least recently used other models beyond ``max_models``; a new one only
+    when none is idle."""
+    return _first_idle(wanted, digests, instances, free_slots, max_models, keep=True)
+
+
+def _first_idle(wanted: Sequence[str], digests: Mapping[str, str], instances: Sequence[InstanceView],
+                free_slots: Sequence[str], max_models: int, keep: bool) -> Decision:
     want = list(dict.fromkeys(wanted))
     idle = sorted((view for view in instances if view.idle), key=lambda view: view.id)
     if not want:
@@ -284,11 +310,50 @@ def decide_any_idle(wanted: Sequence[str], digests: Mapping[str, str], instances
     view = idle[0]
     load = tuple(name for name in want if not _current(view, name, digests))
     extra = sorted((n for n in view.loaded if n not in want), key=lambda n: (view.last_used.get(n, 0.0), n))
-    unload = tuple(extra[: max(0, len(extra) - (max_models - len(want)))])
+    unload = tuple(extra[: max(0, len(extra) - (max_models - len(want)))] if keep else extra)
     held = len(want) - len(load)
     kind = Reuse.HIT if not load else (Reuse.PARTIAL if held else Reuse.MISS)
     return Decision(Action.REUSE, f"any idle instance: {view.id}", instance=view.id, load=load, unload=unload,
                     reuse=kind)
 
 
-POLICIES = {"clarad": decide, "any-idle": decide_any_idle, "fresh": decide_fresh}
+def decide_oracle(wanted: Sequence[str], digests: Mapping[str, str], instances: Sequence[InstanceView],
+                  free_slots: Sequence[str], max_models: int, world: World = World()) -> Decision:
+    """Placement that knows the jobs to come (``world.next_use``): among idle instances and free
+    slots, the fewest loads now plus wanted-again models evicted that no other instance holds;
+    evicting, as Belady, the models whose next use is furthest; then the option whose nearest
+    evicted next use is furthest. Memory is not modelled (``max_models`` bounds each instance)."""
+    want = list(dict.fromkeys(wanted))
+    if not want:
+        return Decision(Action.NONE, "the job's operators ask for no model")
+    never = 1 << 62
+
+    def upcoming(name: str) -> int:
+        return world.next_use.get(name, never)
+
+    options: list[tuple[tuple[int, tuple[int, ...], int, str], Decision]] = []
+    for view in instances:
+        if not view.idle:
+            continue
+        load = tuple(name for name in want if not _current(view, name, digests))
+        extra = sorted((n for n in view.loaded if n not in want), key=lambda n: (-upcoming(n), n))
+        unload = tuple(extra[: max(0, len(extra) - (max_models - len(want)))])
+        elsewhere = {n for other in instances if other.id != view.id for n in other.loaded}
+        lost = sum(upcoming(n) < never and n not in elsewhere for n in unload)
+        held = len(want) - len(load)
+        kind = Reuse.HIT if not load else (Reuse.PARTIAL if held else Reuse.MISS)
+        decision = Decision(Action.REUSE, f"knowing the jobs to come: instance {view.id}", instance=view.id,
+                            load=load, unload=unload, reuse=kind)
+        options.append(((len(load) + lost, tuple(-upcoming(n) for n in sorted(unload, key=upcoming)), 0, view.id),
+                        decision))
+    for slot in free_slots[:1]:
+        decision = Decision(Action.START, f"knowing the jobs to come: starting one in slot {slot}", slot=slot,
+                            load=tuple(want), reuse=Reuse.MISS)
+        options.append(((len(want), (), 1, slot), decision))
+    if not options:
+        return Decision(Action.WAIT, f"all {len(instances)} instance(s) are in use and no slot is free")
+    return min(options, key=lambda option: option[0])[1]
+
+
+POLICIES = {"clarad": decide, "any-idle": decide_any_idle, "lru": decide_lru, "oracle": decide_oracle,
+            "fresh": decide_fresh}

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any, Optional
@@ -33,6 +33,7 @@ from clarad import placement
 from clarad.config import Settings
 from clarad.costs import Cost, CostBook
 from clarad.errors import ClaradError, TritonError
+from clarad.foresight import Foresight
 from clarad.gpus import Gpu, GpuMemory
 from clarad.jobs import JobState, JobStatus, Priority, QueuedJob
 from clarad.layout import Layout
@@ -49,6 +50,7 @@ log = logging.getLogger("clarad")
 
 IDLE_PASS = 1.0  # seconds between passes when nothing is due sooner
 MOST_USED_EVERY = 60.0  # seconds between looks at which pipeline is used most (keep_warm)
+DEMAND_WINDOW = 200  # recent jobs whose models tell placement which models are in demand
 MAX_REQUEUES = 2  # a job whose instance keeps dying before its first operator faults after this
 
 
@@ -76,6 +78,11 @@ class Scheduler:
         self._settled: tuple[Any, ...] = ()  # what a waiting job's answer depends on when nothing is free
         self.places = {slot.id: Place(slot.device, slot.domain) for slot in pool.slots.values()}
         self._live_costs: tuple[tuple[int, int], dict[tuple[str, str], Cost]] = ((-1, -1), {})
+        self.foresight = Foresight.read(settings.placement_future) if settings.placement_future else None  # oracle's
+        self.arrivals: dict[str, int] = {}  # the oracle's: each waiting job's position in the trace it was told
+        self.recent: deque[tuple[str, ...]] = deque()  # the models of the last DEMAND_WINDOW jobs placed
+        self.demand: Counter[str] = Counter()  # model -> jobs of those that wanted it
+        self._arrived = 0
 
     # -- jobs coming and going ---------------------------------------------------------------
 
@@ -94,6 +101,9 @@ class Scheduler:
         self.wake()
 
     def queue_job(self, job: QueuedJob) -> None:
+        if self.foresight is not None:  # the oracle baseline: the job's position in the trace it was told
+            self.arrivals[job.id] = self._arrived
+            self._arrived += 1
         self.queue.add(job)
 
     def recover(self) -> None:
@@ -197,6 +207,8 @@ class Scheduler:
                             "the others held by running jobs", nothing_free)
             return
         offer.take_wants(job)
+        if self.foresight is not None:  # the oracle baseline: when each model is wanted next after this job
+            offer.world = replace(offer.world, next_use=self.foresight.after(self.arrivals.get(job.id, self._arrived)))
         decide = placement.POLICIES[self.settings.placement_policy]
         max_models = self.settings.max_models_per_instance
         groups = job.groups(max_models)
@@ -220,6 +232,8 @@ class Scheduler:
             self._drop(job, self.launch_error)
             return
         self.queue.remove(job)
+        self.arrivals.pop(job.id, None)
+        self._note_demand(tuple(job.models))
         leases = [Lease(self.pool.lease(decision, job.id), decision, models) for models, decision in decisions]
         gpus = sorted(self.free_gpus)[:job.pipeline.gpus]
         self.free_gpus -= set(gpus)
@@ -247,8 +261,14 @@ class Scheduler:
         if inputs != self._settled:
             self._settled = inputs
 
+    def _note_demand(self, models: tuple[str, ...]) -> None:
+        self.recent.append(models)
+        self.demand.update(models)
+        if len(self.recent) > DEMAND_WINDOW:
+            self.demand.subtract(self.recent.popleft())
+
     def world(self, digests: dict[str, str]) -> World:
-        """What placement needs to know this pass: costs, memory per domain, slots, the queue."""
+        """What placement needs to know this pass: costs, memory per domain, slots, the queue, recent demand."""
         queued = Counter(self.queue.wanted)
         devices = {slot.device for slot in self.pool.slots.values()}
         costs = self.costs.table(digests, self.store.model_sizes(), devices)
@@ -265,7 +285,8 @@ class Scheduler:
             for lease in running.leases:
                 if lease.instance.state in (InstanceState.STARTING, InstanceState.LOADING):
                     in_flight[lease.instance.slot.domain] += lease.decision.memory
-        return World(costs, less(memory, in_flight), self.places, self.costs.start_seconds, queued)
+        demand = {name: count / len(self.recent) for name, count in self.demand.items() if count > 0}
+        return World(costs, less(memory, in_flight), self.places, self.costs.start_seconds, queued, demand)
 
     def _prewarm(self, digests: dict[str, str], world: World, now: float, order: list[QueuedJob]) -> None:
         """With a slot free, warm an instance ahead of jobs: with the models of the first waiting job
@@ -321,6 +342,7 @@ class Scheduler:
 
     def _drop(self, job: QueuedJob, reason: str) -> None:
         self.queue.remove(job)
+        self.arrivals.pop(job.id, None)
         self.runner.finish(job.id, JobStatus.FAULTED, reason)
 
     def _wait(self, job: QueuedJob, reason: str, nothing_free: bool) -> None:

@@ -2,6 +2,9 @@
 the runner and the scheduler without tritonserver (tests, and benchmarks with a virtual clock).
 Never used by the daemon.
 
+``VirtualClockLoop`` is an asyncio loop whose clock jumps to the next timer whenever nothing is
+ready, so a modelled load of 30 s, or a day of jobs, takes no real time.
+
 ``ModelledTriton`` implements ``pool.Server``; ``ModelledLauncher`` implements ``pool.Launcher``.
 What a real server would serve is modelled faithfully where clarad relies on it: a load records
 the revision stamped into the configuration it was given (``repository.REVISION_PARAMETER``), and
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import selectors
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -37,6 +41,7 @@ class ModelledTriton:
     failing: set[str] = field(default_factory=set)  # models whose load fails
     stale: set[str] = field(default_factory=set)  # models whose load keeps the previous revision
     gate: Optional[asyncio.Event] = None  # when given, loads wait until it is set
+    load_seconds: dict[str, float] = field(default_factory=dict)  # model -> how long its load takes
     held: set[str] = field(default_factory=set)  # models whose load waits at the gate now
     exit_reason: Optional[str] = None
     _exited: asyncio.Event = field(default_factory=asyncio.Event)
@@ -52,6 +57,8 @@ class ModelledTriton:
                 await self.gate.wait()
             finally:
                 self.held.discard(model)
+        if model in self.load_seconds:
+            await asyncio.sleep(self.load_seconds[model])
         if not self.alive:
             raise TritonError(f"{self.id} did not answer: it exited")
         if model in self.failing:
@@ -112,12 +119,47 @@ class ModelledLauncher:
     started: list[ModelledTriton] = field(default_factory=list)
     fail_next: Optional[str] = None  # the next start fails with this reason
     gate: Optional[asyncio.Event] = None  # given to every server it starts (see ModelledTriton.gate)
+    start_seconds: float = 0.0  # how long a start takes
+    load_seconds: dict[str, float] = field(default_factory=dict)  # given to every server it starts
 
     async def start(self, instance_id: str, slot: Slot, timeout: float) -> ModelledTriton:
         if self.fail_next is not None:
             reason, self.fail_next = self.fail_next, None
             raise TritonError(f"tritonserver {instance_id} exited with code 1: {reason}")
+        if self.start_seconds:
+            await asyncio.sleep(self.start_seconds)
         port = 20_000 + 2 * len(self.started)
-        server = ModelledTriton(instance_id, slot.id, Ports(http=port, grpc=port + 1), gate=self.gate)
+        server = ModelledTriton(instance_id, slot.id, Ports(http=port, grpc=port + 1), gate=self.gate,
+                                load_seconds=self.load_seconds)
         self.started.append(server)
         return server
+
+
+class _Instant(selectors.DefaultSelector):
+    """A selector that never blocks: asked to wait for ``timeout`` seconds, it moves the clock on by
+    that much instead. With nothing scheduled at all the loop would wait forever: an error here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = 0.0
+
+    def select(self, timeout: Optional[float] = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready: list[tuple[selectors.SelectorKey, int]] = super().select(0)
+        if not ready and timeout is None:
+            raise RuntimeError("the virtual clock would wait forever: nothing is scheduled")
+        if not ready and timeout:
+            self.clock += timeout
+        return ready
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop on virtual time: ``time()`` starts at 0 and jumps to the next timer when no
+    callback is ready. Only for code that does no real I/O nor threads (their completions would
+    come at an arbitrary virtual time)."""
+
+    def __init__(self) -> None:
+        self._instant = _Instant()
+        super().__init__(self._instant)
+
+    def time(self) -> float:
+        return float(self._instant.clock)

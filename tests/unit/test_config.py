@@ -97,6 +97,11 @@ def test_default_timeout_above_the_maximum_is_refused(toml: Path) -> None:
     assert "job_timeout_seconds (2000) exceeds job_timeout_max_seconds (1800)" in refusal(toml)
 
 
+def test_the_oracle_policy_without_the_jobs_to_come_is_refused(toml: Path) -> None:
+    toml.write_text('placement_policy = "oracle"\n', encoding="utf-8")
+    assert 'placement_policy "oracle" needs placement_future (the jobs to come)' in refusal(toml)
+
+
 def test_missing_explicit_file_is_refused(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     assert refusal(missing) == f"config file {missing}: not found"

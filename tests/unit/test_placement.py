@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +18,8 @@ from clarad.placement import (
     decide,
     decide_any_idle,
     decide_fresh,
+    decide_lru,
+    decide_oracle,
     operator_groups,
 )
 
@@ -281,12 +285,64 @@ def test_fresh_baseline_starts_a_single_use_instance_for_every_job() -> None:
     assert decide_fresh(["a"], D, [busy("i0")], [], 8).action is Action.WAIT
 
 
-def test_any_idle_baseline_takes_the_first_idle_instance_whatever_it_holds() -> None:
+def test_any_idle_baseline_makes_the_first_idle_instance_hold_exactly_the_job_s_models() -> None:
     views = [idle("i1", {"a": "da"}), idle("i0", {"b": "db", "c": "dc"}, last_used={"b": 2.0, "c": 1.0})]
-    assert decide_any_idle(["a"], D, views, ["s2"], 2) == Decision(
-        Action.REUSE, "any idle instance: i0", instance="i0", load=("a",), unload=("c",), reuse=Reuse.MISS)
+    assert decide_any_idle(["a", "b"], D, views, ["s2"], 8) == Decision(
+        Action.REUSE, "any idle instance: i0", instance="i0", load=("a",), unload=("c",), reuse=Reuse.PARTIAL)
     started = decide_any_idle(["a"], D, [busy("i0")], ["s1"], 2)
     assert (started.action, started.slot, started.single_use) == (Action.START, "s1", False)
+
+
+def test_lru_baseline_keeps_what_fits_and_unloads_the_least_recently_used_beyond_max_models() -> None:
+    views = [idle("i1", {"a": "da"}), idle("i0", {"b": "db", "c": "dc", "d": "dd"},
+                                             last_used={"b": 2.0, "c": 1.0, "d": 3.0})]
+    assert decide_lru(["a"], D, views, ["s2"], 3) == Decision(
+        Action.REUSE, "any idle instance: i0", instance="i0", load=("a",), unload=("c",), reuse=Reuse.MISS)
+    assert decide_lru(["a"], D, views, ["s2"], 8).unload == ()
+    assert decide_lru(["a"], D, [busy("i0")], [], 2).action is Action.WAIT
+
+
+def test_oracle_unloads_the_model_wanted_furthest_in_the_future() -> None:
+    view = idle("i0", {"b": "db", "c": "dc", "d": "dd"}, last_used={"b": 1.0, "c": 2.0, "d": 3.0})
+    world = World(next_use={"b": 5, "c": 1, "d": 2})
+    assert decide_oracle(["a"], D, [view], [], 3, world) == Decision(
+        Action.REUSE, "knowing the jobs to come: instance i0", instance="i0", load=("a",), unload=("b",),
+        reuse=Reuse.MISS)
+    never_again = decide_oracle(["a"], D, [view], [], 3, World(next_use={"b": 5, "c": 1}))
+    assert never_again.unload == ("d",)
+
+
+def test_oracle_takes_the_instance_whose_unloads_are_not_wanted_again() -> None:
+    soon = idle("i0", {"b": "db", "c": "dc"})
+    later = idle("i1", {"d": "dd", "e": "de"})
+    world = World(next_use={"b": 1, "c": 3, "d": 9})
+    assert decide_oracle(["a"], D, [soon, later], [], 2, world).instance == "i1"  # e never wanted again
+    both_wanted = World(next_use={"b": 1, "c": 3, "d": 9, "e": 7})
+    assert decide_oracle(["a"], D, [soon, later], [], 2, both_wanted).unload == ("d",)  # the furthest next use
+
+
+def test_oracle_holds_before_it_starts_and_starts_before_it_evicts() -> None:
+    holder = idle("i0", {"a": "da", "b": "db"})
+    assert decide_oracle(["a"], D, [holder], ["s1"], 2, World(next_use={"b": 1})).action is Action.REUSE
+    full = idle("i0", {"b": "db", "c": "dc"})
+    started = decide_oracle(["a"], D, [full], ["s1"], 2, World(next_use={"b": 1, "c": 2}))
+    assert (started.action, started.slot, started.load) == (Action.START, "s1", ("a",))
+    assert decide_oracle(["a"], D, [busy("i0")], [], 2).action is Action.WAIT
+
+
+def test_clarad_unloads_what_recent_jobs_wanted_least() -> None:
+    view = idle("i0", {"b": "db", "c": "dc"}, last_used={"b": 1.0, "c": 2.0})
+    assert decide(["a"], D, [view], [], 2, World(demand={"b": 0.6, "c": 0.05})).unload == ("c",)
+    assert decide(["a"], D, [view], [], 2).unload == ("b",)  # nothing known: least recently used
+
+
+def test_clarad_starts_rather_than_unload_a_model_in_demand() -> None:
+    view = idle("i0", {"a": "da", "b": "db"}, last_used={"a": 1.0, "b": 2.0})
+    costs = {("a", "cpu"): LoadCost(1.0, 0), ("b", "cpu"): LoadCost(5.0, 0), ("c", "cpu"): LoadCost(5.0, 0)}
+    world = World(costs=costs, start_seconds=1.0, demand={"b": 0.9})  # b is likely wanted again: 5 s more
+    decision = decide(["a", "c"], D, [view], ["s1"], 2, world)
+    assert (decision.action, decision.slot) == (Action.START, "s1")
+    assert decide(["a", "c"], D, [view], ["s1"], 2, replace(world, demand={})).instance == "i0"
 
 
 # -- a job's models over several instances -------------------------------------------------------
