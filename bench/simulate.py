@@ -78,6 +78,7 @@ class Catalog:
         self.digests = {model.name: f"digest-{model.name}" for model in trace.models}
         self.sizes = {model.name: model.megabytes << 20 for model in trace.models}
         self.pipelines = len(trace.pipelines)
+        self.catalog_version = 0  # the catalog never changes here
 
     def model_digests(self) -> dict[str, str]:
         return self.digests
@@ -95,6 +96,9 @@ class Catalog:
         pass
 
     def note_wait(self, job_id: str, reason: str) -> None:
+        pass
+
+    def note_waits(self, job_ids: list[str], reason: str) -> None:
         pass
 
     def most_used_pipeline(self) -> None:
@@ -185,7 +189,8 @@ async def _run(trace: tracegen.Trace, policy: str, gpus: int, per_gpu: int, max_
         future = Path(tempfile.mkdtemp(prefix="clarad-future-")) / "future.json"
         future.write_text(json.dumps(trace.model_sets()[:count]))
     settings = Settings(state_dir=Path("/nonexistent"), use_gpus=True, instances_per_gpu=per_gpu, metrics_port=0,
-                        max_models_per_instance=max_models, placement_policy=policy, placement_future=future)
+                        max_models_per_instance=max_models, placement_policy=policy, placement_future=future,
+                        max_running_jobs=10_000)
     catalog, metrics, wakeup = Catalog(trace), Metrics(), asyncio.Event()
     costs = CostBook(catalog)  # type: ignore[arg-type]
     costs.start_seconds = start_seconds
@@ -209,7 +214,8 @@ async def _run(trace: tracegen.Trace, policy: str, gpus: int, per_gpu: int, max_
         for n, job in enumerate(trace.jobs[:count]):
             await asyncio.sleep(arrivals[n] - loop.time())
             name = trace.pipelines[job.pipeline].name
-            scheduler.add(QueuedJob(str(n), name, pipelines[name], Priority.NORMAL, arrivals[n]))
+            scheduler.queue_job(QueuedJob(str(n), name, pipelines[name], Priority.NORMAL, arrivals[n]))
+            scheduler.wake()
 
     feeder = asyncio.create_task(feed())
     due = 0.0
