@@ -75,6 +75,7 @@ class Scheduler:
         self.background: set[asyncio.Task[None]] = set()  # unloads, warm-ups and idle stops under way
         self._most_used: tuple[float, list[str]] = (-MOST_USED_EVERY, [])  # (when read, its models)
         self.unloading: set[tuple[str, str]] = set()  # (instance, model) unloads of removed models under way
+        self._waits: dict[str, list[str]] = {}  # reason -> jobs newly waiting for it, this pass
         self._settled: tuple[Any, ...] = ()  # what a waiting job's answer depends on when nothing is free
         self.places = {slot.id: Place(slot.device, slot.domain) for slot in pool.slots.values()}
         self._live_costs: tuple[tuple[int, int], dict[tuple[str, str], Cost]] = ((-1, -1), {})
@@ -179,13 +180,17 @@ class Scheduler:
                 job.settled = None
         cap = self.settings.max_running_jobs
         for n, job in enumerate(order):
-            if len(self.running) >= cap:  # the rest wait for room, saying so (written once per job)
-                self._wait_all(order[n:], f"waiting: {cap} jobs are running (max_running_jobs)")
+            if len(self.running) >= cap:  # the rest wait for room, saying so
+                for rest in order[n:]:
+                    self._wait(rest, f"waiting: {cap} jobs are running (max_running_jobs)", False)
                 break
             # With nothing to give, a job that waited under the same inputs would wait again, for the
             # same reason: it is not offered again (a pass costs the jobs it can place, not the queue).
             if job.settled is not self._settled or not offer.nothing_free():
                 self._offer(job, offer, now)
+        for reason, waiting in self._waits.items():
+            self.store.note_waits(waiting, reason)
+        self._waits.clear()
         self._prewarm(digests, offer.world, now, order)
         self._stop_idle(now)
         self.metrics.publish(self.snapshot(digests))
@@ -351,15 +356,7 @@ class Scheduler:
         job.settled = self._settled if nothing_free else None
         if job.waiting != reason:
             job.waiting = reason
-            self.store.note_wait(job.id, reason)
-
-    def _wait_all(self, jobs: list[QueuedJob], reason: str) -> None:
-        """``_wait`` for many jobs, in one write: a burst of payloads must not cost a commit each."""
-        changed = [job for job in jobs if job.waiting != reason]
-        for job in changed:
-            job.settled, job.waiting = None, reason
-        if changed:
-            self.store.note_waits([job.id for job in changed], reason)
+            self._waits.setdefault(reason, []).append(job.id)  # written at the pass's end, one write per reason
 
     def _unload_removed(self, digests: dict[str, str]) -> None:
         """Idle instances unload models no longer in the repository (in the background)."""

@@ -9,13 +9,21 @@ as setpriv would), keeping its pid, session and cgroup. EOF without a message: i
 and exits 0. A program that cannot be executed: one line in the log and exit status 127.
 """
 
+import ctypes
 import json
 import os
+import signal
 import socket
 import sys
 
+PR_SET_DUMPABLE = 4
+
 
 def main() -> int:
+    # Not dumpable while it waits: another process of the same user (an earlier job's operator)
+    # cannot ptrace it and so take over the next job's operator. The exec gives the operator the
+    # usual setting back.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     channel = socket.socket(fileno=os.dup(0))
     channel.sendall(b"r")  # started, and waiting
     data: bytes = b""
@@ -37,6 +45,8 @@ def main() -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    for number in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; the operator must not inherit that
+        signal.signal(number, signal.SIG_DFL)
     try:
         message = json.loads(data[1:])
         os.chdir(message["cwd"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -42,13 +43,18 @@ class TargetsFile:
         text = render(targets)
         if text == self.written:
             return
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text)
-            temporary.chmod(0o644)  # for a Prometheus running as another user
+            # A new file of its own (O_EXCL), never one someone placed there beforehand.
+            fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+            os.chmod(temporary, 0o644)  # for a Prometheus running as another user
             os.replace(temporary, self.path)
         except OSError as exc:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
             if self.written != "failed":  # one line per failure streak, not one per pass
                 log.warning("the Triton metrics targets file %s could not be written: %s", self.path,
                             exc.strerror or exc)

@@ -30,6 +30,9 @@ from clarad.pipelines.model import Service, env_value
 READY_SECONDS = 120.0  # for a service's ports to accept connections
 READY_POLL = 0.1
 LABEL_SERVICE = "clarad.service"
+# The ports of the services running now, of every job: checked and taken on the loop, so that a
+# second job's service can never find the first one's port answering and talk to it.
+RESERVED: set[int] = set()
 
 
 @contextlib.asynccontextmanager
@@ -39,28 +42,37 @@ async def running(op: Operator, job_id: str, workspace: Workspace, settings: Set
     ClaradError naming the service that could not start. Every one started is stopped and removed
     when the block ends, however it ends."""
     started: list[tuple[str, children.Child, IO[Any]]] = []
+    reserved: list[int] = []
     try:
         variables: dict[str, str] = {}
         for service in op.container_services:
-            variables.update(await _start(service, op, job_id, workspace, settings, registry, engine, started))
+            variables.update(await _start(service, op, job_id, workspace, settings, registry, engine, started,
+                                          reserved))
         yield variables
     finally:
         ending = asyncio.ensure_future(_stop_all(started, engine, settings.operator_stop_grace_seconds, registry))
         await children.wait_through_cancel(ending)
+        RESERVED.difference_update(reserved)
 
 
 async def _start(service: Service, op: Operator, job_id: str, workspace: Workspace, settings: Settings,
                  registry: children.ChildRegistry, engine: Engine,
-                 started: list[tuple[str, children.Child, IO[Any]]]) -> dict[str, str]:
+                 started: list[tuple[str, children.Child, IO[Any]]], reserved: list[int]) -> dict[str, str]:
     image = spec.image_ref_of(service.container.image, service.container.tag)
     what = f"service {service.name}"  # the job's reason names the operator
     if settings.container_pull == "never" and not await containers.image_present(engine, image):
         raise ClaradError(f"{what}: {spec.missing_image(engine.name, image)}")
     ports = [c.port for c in service.connections.http if c.port is not None]
+    ours = [port for port in ports if port in RESERVED]
+    if ours:
+        raise ClaradError(f"{what}: port {ours[0]} is another running job's service's: services share the host's "
+                          "network")
     taken = [port for port in ports if _answers(port)]
     if taken:
-        raise ClaradError(f"{what}: port {taken[0]} is in use on this host already (another job's service, or "
-                          "another program): services share the host's network")
+        raise ClaradError(f"{what}: port {taken[0]} is in use on this host already (another program): services "
+                          "share the host's network")
+    RESERVED.update(ports)
+    reserved.extend(ports)
     state = Path(registry.marker)
     name = spec.container_name(state, job_id, f"{op.name}.{service.name}")
     env = {key: env_value(value) for key, value in service.variables.items()}

@@ -6,6 +6,7 @@ per operator as a short one). Every problem is collected; PipelineRejected carri
 from __future__ import annotations
 
 import posixpath
+import re
 from collections import deque
 from collections.abc import Collection
 from typing import Optional, Union
@@ -138,6 +139,7 @@ def _services(op: Operator, runtime: Optional[str]) -> list[str]:
         if runtime is None:
             problems.append(f"{where}.container.image: {service.container.image!r} is not a Triton image: it runs "
                             f"as a container, and {NO_RUNTIME}")
+        problems += image_problems(f"{where}.container", service.container.image, service.container.tag)
         if service.requests.gpu:
             problems.append(f"{where}.requests.gpu: GPUs for a service are not supported (its operator's are)")
         for number, connection in enumerate(service.connections.http):
@@ -166,8 +168,22 @@ def _container(op: Operator, runtime: Optional[str]) -> list[str]:
     last = op.image.rsplit("/", 1)[-1]
     if op.container.tag is not None and (":" in last or "@" in last):
         problems.append(f"container.tag: container.image {op.image!r} names its tag or digest already")
-    if not op.image or any(c.isspace() or c == "\0" for c in op.image):
-        problems.append(f"container.image: {op.image!r} is not an image name")
+    problems += image_problems("container", op.image, op.container.tag)
+    return problems
+
+
+# An OCI image reference as the runtimes take it (name, optional :tag or @digest), and a tag alone. It
+# starts with a letter or digit: text starting with "-" would be read by `podman run` as an option.
+IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]*(@[A-Za-z0-9:+._-]+)?")  # host:port/path:tag@digest
+IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def image_problems(where: str, image: Optional[str], tag: object) -> list[str]:
+    problems = []
+    if not image or not IMAGE_REFERENCE.fullmatch(image):
+        problems.append(f"{where}.image: {image!r} is not an image name (name[:tag], starting with a letter or digit)")
+    if tag is not None and not IMAGE_TAG.fullmatch(str(tag)):
+        problems.append(f"{where}.tag: {tag!r} is not an image tag (letters, digits, _ . -, not first . or -)")
     return problems
 
 

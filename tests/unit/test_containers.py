@@ -206,6 +206,23 @@ def test_a_host_operator_is_no_container_and_a_tag_needs_an_image() -> None:
     assert problems == ['p.yaml: operator "seg": container.tag: the tag of an image, but container.image is not given']
 
 
+@pytest.mark.parametrize("image", ["--user=0:0", "-v/:/host", "clara/seg x", ":latest", "nvcr.io/\u00e9"])
+def test_an_image_name_the_runtime_would_read_as_an_option_or_not_an_image_is_refused(image: str) -> None:
+    _, problems = validate(pipeline(container={"image": image, "command": ["/bin/sh"]}), "p.yaml", set(), 0, 2,
+                           runtime="podman")
+    assert [problem.split(": ")[2] for problem in problems] == ["container.image"]
+
+
+def test_a_tag_that_is_no_tag_is_refused_and_real_references_pass() -> None:
+    for image, tag in (("nvcr.io/nvidia/clara/ai-liver:0.8.1-2108.1", None), ("localhost:5000/seg", "v1_2.3"),
+                       ("clara/seg@sha256:" + "a" * 64, None), ("clara/seg", 0.8)):
+        assert validate(pipeline(container={"image": image, "tag": tag}), "p.yaml", set(), 0, 2,
+                        runtime="podman")[1] == [], image
+    _, problems = validate(pipeline(container={"image": "clara/seg", "tag": "-x"}), "p.yaml", set(), 0, 2,
+                           runtime="podman")
+    assert [problem.split(": ")[2] for problem in problems] == ["container.tag"]
+
+
 # -- services ------------------------------------------------------------------------------------
 
 SERVICE = {"name": "cache", "container": {"image": "redis", "tag": "7", "command": ["redis-server"]},
@@ -232,3 +249,30 @@ def test_a_service_container_needs_the_runtime_its_ports_and_no_gpu() -> None:
                            runtime="podman")
     assert [problem.split(": ")[2] for problem in problems] == [
         "services[1].requests.gpu", "services[1].connections.http[0].port", "services[1].connections.http[1].port"]
+
+
+def test_a_service_port_another_running_jobs_service_holds_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    import asyncio
+
+    from clarad.children import ChildRegistry
+    from clarad.config import Settings
+    from clarad.containers import services
+    from clarad.store import Store
+
+    op = parse_pipeline(pipeline(container={"image": "clara/seg"}, services=[SERVICE])).operators[0]
+    workspace = Workspace(tmp_path / "job")
+    workspace.logs.mkdir(parents=True)
+    store = Store(tmp_path / "clarad.db")
+    services.RESERVED.add(6379)  # another job's cache, running now
+    try:
+        async def start() -> None:
+            async with services.running(op, "job-2", workspace, Settings(state_dir=tmp_path, container_pull="missing"),
+                                        ChildRegistry(store), engine.Engine("podman", "/nonexistent/podman")):
+                raise AssertionError("the service started")
+
+        with pytest.raises(ClaradError, match="port 6379 is another running job's service's"):
+            asyncio.run(start())
+        assert services.RESERVED == {6379}  # the other job's, still; nothing of this one's
+    finally:
+        services.RESERVED.discard(6379)
+        store.close()

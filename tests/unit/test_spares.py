@@ -149,3 +149,23 @@ def test_a_spare_that_cannot_start_leaves_nothing_and_is_not_tried_again_at_once
 
     asyncio.run(scenario())
     assert list(registry.containment.parent.glob(f"{registry.containment.prefix_name}*")) == []  # type: ignore[attr-defined]
+
+
+def test_an_operator_from_a_spare_inherits_no_ignored_signal(registry: children.ChildRegistry, tmp_path: Path) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; a spare must not pass that on (`producer | head` must end the producer)."""
+    async def scenario() -> None:
+        spares = Spares(registry)
+        registry.spares = spares
+        pid = await a_spare(spares)
+        with open(tmp_path / "op.log", "ab") as log_file:
+            child = await children.spawn(["grep", "^SigIgn", "/proc/self/status"], kind="operator", label="job1/sig",
+                                         registry=registry, env={"PATH": os.defpath}, cwd=tmp_path, stdout=log_file,
+                                         stderr=asyncio.subprocess.STDOUT)
+        assert child.pid == pid
+        assert await child.proc.wait() == 0
+        registry.forget(child.pid)
+        await children.end_scope(child, registry)
+        await spares.stop()
+
+    asyncio.run(scenario())
+    assert (tmp_path / "op.log").read_text().split() == ["SigIgn:", "0" * 16]
