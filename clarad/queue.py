@@ -28,9 +28,12 @@ class JobQueue:
         self._wanted: Counter[str] = Counter()
         self._wanting: dict[str, dict[str, QueuedJob]] = {}  # model -> the waiting jobs that want it
         self._order: Optional[list[QueuedJob]] = None
+        self._removed: set[str] = set()  # left since the order was last read: dropped from it then, in one sweep
         self._valid: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (from, until, aging) the order holds for
 
     def add(self, job: QueuedJob) -> None:
+        if job.id in self._removed:  # back again (queued anew after its instance died): its old place goes first
+            self._sweep()
         self._jobs[job.id] = job
         self._wanted.update(job.models)
         for name in job.models:
@@ -51,7 +54,12 @@ class JobQueue:
             if not wanting:
                 del self._wanting[name]
         if self._order is not None:
-            self._order.remove(job)
+            self._removed.add(job.id)  # not list.remove: a pass dropping many jobs would cost their count × the queue
+
+    def _sweep(self) -> None:
+        if self._order is not None and self._removed:
+            self._order = [job for job in self._order if job.id not in self._removed]
+        self._removed.clear()
 
     def find(self, job_id: str) -> Optional[QueuedJob]:
         return self._jobs.get(job_id)
@@ -80,6 +88,9 @@ class JobQueue:
         if self._order is None or not since <= now < until or aging != valid_aging:
             self._order = queue_order(list(self._jobs.values()), now, aging)
             self._valid = (now, next_change(self._order, now, aging), aging)
+            self._removed.clear()
+        self._sweep()
+        assert self._order is not None
         return list(self._order)
 
 
