@@ -27,12 +27,18 @@ def counted(server: ModelledTriton, calls: Counter[str], vouched: bool) -> None:
     server.answered_within = lambda seconds: vouched  # type: ignore[method-assign]
 
 
+async def warmed(h: Harness) -> ModelledTriton:
+    """The one instance, idle after a first job of model a."""
+    h.add_model("a")
+    await h.ended(begin(h, h.create_job(pipeline_text(["a"]))))
+    (server,) = h.launcher.started
+    return server
+
+
 @drive
 async def test_a_vouched_for_instance_is_handed_over_without_a_call_to_triton(tmp_path: Path) -> None:
     async with Harness(tmp_path) as h:
-        h.add_model("a")
-        await h.ended(begin(h, h.create_job(pipeline_text(["a"]))))
-        (server,) = h.launcher.started
+        server = await warmed(h)
         calls: Counter[str] = Counter()
         counted(server, calls, vouched=True)
         warm = begin(h, h.create_job(pipeline_text(["a"])))
@@ -44,9 +50,7 @@ async def test_a_vouched_for_instance_is_handed_over_without_a_call_to_triton(tm
 @drive
 async def test_an_instance_not_vouched_for_is_probed_before_the_job(tmp_path: Path) -> None:
     async with Harness(tmp_path) as h:
-        h.add_model("a")
-        await h.ended(begin(h, h.create_job(pipeline_text(["a"]))))
-        (server,) = h.launcher.started
+        server = await warmed(h)
         calls: Counter[str] = Counter()
         counted(server, calls, vouched=False)
         warm = begin(h, h.create_job(pipeline_text(["a"])))
@@ -57,9 +61,7 @@ async def test_an_instance_not_vouched_for_is_probed_before_the_job(tmp_path: Pa
 @drive
 async def test_a_vouched_for_instance_frozen_since_is_not_handed_over(tmp_path: Path) -> None:
     async with Harness(tmp_path) as h:
-        h.add_model("a")
-        await h.ended(begin(h, h.create_job(pipeline_text(["a"]))))
-        (server,) = h.launcher.started
+        server = await warmed(h)
         calls: Counter[str] = Counter()
         counted(server, calls, vouched=True)
         server.frozen = True  # modelled SIGSTOP: the process table says "stopped"
