@@ -29,7 +29,7 @@ from typing import Optional
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from clarad.pool import Instance, InstanceState
 from clarad.runner import RunningJob
@@ -191,12 +191,15 @@ class DrivingMachine(RuleBasedStateMachine):
     def _live(self) -> list[Instance]:
         return [i for i in self.h.pool.instances.values() if i.server is not None and i.server.alive]
 
-    @precondition(lambda self: self._live())
+    # No precondition on live state: what has ended by now depends on the loop's timing, and a rule
+    # choice that differs between a run and its replay is what Hypothesis calls a flaky strategy.
     @rule(pick=st.integers(min_value=0, max_value=7), then_submit=st.booleans())
     def kill_instance(self, pick: int, then_submit: bool) -> None:
         """An instance's server dies; with ``then_submit``, a job asking for the models the instance holds
         arrives and a pass places it before the loop has handled the exit: it must not get the dead one."""
         live = self._live()
+        if not live:
+            return
         instance = live[pick % len(live)]
         server = instance.server
         assert isinstance(server, ModelledTriton)
@@ -218,10 +221,11 @@ class DrivingMachine(RuleBasedStateMachine):
         self.jobs[job] = tuple(models)
         return job
 
-    @precondition(lambda self: self.h.scheduler.queue or self.h.scheduler.running)
     @rule(pick=st.integers(min_value=0, max_value=7))
     def cancel_job(self, pick: int) -> None:
         jobs = sorted([job.id for job in self.h.scheduler.queue] + list(self.h.scheduler.running))
+        if not jobs:
+            return
         self.on_loop(lambda: self.h.scheduler.cancel(jobs[pick % len(jobs)]))
         self.settle()
 
